@@ -1,0 +1,1 @@
+"""Identity: links identifiers into profiles and writes events.resolved (with merges)."""

@@ -1,0 +1,1 @@
+"""Pure ingest rules: no I/O."""

@@ -1,0 +1,1 @@
+"""Profile: one record per person with traits (last write wins), counts and a timeline."""

@@ -1,0 +1,39 @@
+"""Traits: per trait, the write with the latest event timestamp wins.
+
+Ties on the timestamp are broken by messageId, so the winner does not depend on
+delivery order. A null is a write too: it unsets the trait and stops an older value
+from coming back.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TraitValue:
+    value: Any
+    at: datetime
+    message_id: str
+    source: str | None = None
+
+    def beats(self, other: "TraitValue | None") -> bool:
+        return other is None or (self.at, self.message_id) > (other.at, other.message_id)
+
+
+def traits_of(event: dict) -> dict[str, Any]:
+    """Traits an event states: identify's traits, or any event's context.traits."""
+    context_traits = (event.get("context") or {}).get("traits") or {}
+    return {**context_traits, **(event.get("traits") or {})}
+
+
+def winners(current: Mapping[str, TraitValue], incoming: Mapping[str, TraitValue]) -> dict[str, TraitValue]:
+    """The incoming values that beat the current ones (what to write)."""
+    return {name: value for name, value in incoming.items() if value.beats(current.get(name))}
+
+
+def visible(traits: Mapping[str, TraitValue]) -> dict[str, Any]:
+    """The trait values a reader sees (unset traits left out)."""
+    return {name: t.value for name, t in sorted(traits.items()) if t.value is not None}

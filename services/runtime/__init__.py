@@ -1,0 +1,1 @@
+"""Shared runtime: settings, database, the log and the projector loop."""

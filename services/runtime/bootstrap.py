@@ -1,0 +1,45 @@
+"""Builds what every service needs (settings, engine, log) once; tests pass overrides."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter
+from sqlalchemy.engine import Engine
+
+from services.runtime import topics
+from services.runtime.db import make_engine
+from services.runtime.log import Log, open_log
+from services.runtime.projector import Handler, Projector
+from services.runtime.settings import Settings, get_settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    log: Log
+
+    def projector(self, handler: Handler) -> Projector:
+        return Projector(handler, self.engine, self.log, batch_size=self.settings.batch_size,
+                         poll_timeout_s=self.settings.poll_timeout_ms / 1000)
+
+    def close(self) -> None:
+        self.log.close()
+        self.engine.dispose()
+
+
+@dataclass
+class Service:
+    """One service of the data flow: its HTTP routes and/or its projector."""
+
+    name: str
+    routers: list[APIRouter] = field(default_factory=list)
+    projector: Projector | None = None
+
+
+def bootstrap_runtime(settings: Settings | None = None, *, engine: Engine | None = None,
+                      log: Log | None = None) -> Runtime:
+    settings = settings or get_settings()
+    runtime = Runtime(settings, engine or make_engine(settings.database_url), log or open_log(settings))
+    runtime.log.ensure_topics(topics.ALL)
+    return runtime

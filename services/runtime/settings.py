@@ -1,0 +1,67 @@
+"""Every setting, read once from RAPPORT_* environment variables.
+
+The defaults give the embedded mode: SQLite under ./.rapport/ and the embedded log.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAPPORT_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path(".rapport")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in data_dir")
+
+    log_backend: Literal["embedded", "kafka"] = "embedded"
+    embedded_log_url: str = Field("", description="SQLite URL of the embedded log; empty means data_dir")
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_request_timeout_ms: int = Field(10_000, ge=1_000)
+    topic_prefix: str = Field("rapport.", pattern=r"^[A-Za-z0-9._-]*$")
+    default_partitions: int = Field(4, ge=1, le=1024)
+    topic_partitions: dict[str, int] = Field(default_factory=dict)
+    replication_factor: int = Field(1, ge=1)
+
+    batch_size: int = Field(500, ge=1, le=100_000)
+    poll_timeout_ms: int = Field(200, ge=1)
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+
+    @field_validator("database_url", "embedded_log_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+        if url and not url.startswith(("sqlite", "postgresql+")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return url
+
+    @field_validator("topic_partitions")
+    @classmethod
+    def _positive_partitions(cls, counts: dict[str, int]) -> dict[str, int]:
+        bad = [topic for topic, n in counts.items() if n < 1]
+        if bad:
+            raise ValueError(f"partition counts must be >= 1 (topics: {', '.join(bad)})")
+        return counts
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'rapport.db'}"
+        if not self.embedded_log_url:
+            self.embedded_log_url = f"sqlite:///{self.data_dir / 'log.db'}"
+        return self
+
+    def partitions_for(self, topic: str) -> int:
+        return self.topic_partitions.get(topic, self.default_partitions)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Segments: membership of profiles in segments defined by conditions over traits."""

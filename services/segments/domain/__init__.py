@@ -1,0 +1,1 @@
+"""Pure segment rules: no I/O."""
