@@ -127,6 +127,8 @@ def upsert(session: Session, model: Any, rows: Sequence[dict], keys: Iterable[st
 
 def insert_new(session: Session, model: Any, row: dict, keys: Iterable[str]) -> bool:
     """Insert `row` unless its key exists; True when it was new (idempotent writes)."""
+    keys = list(keys)
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(model).values(**row).on_conflict_do_nothing(index_elements=list(keys))
-    return session.execute(statement).rowcount == 1
+    statement = (dialect.insert(model).values(**row).on_conflict_do_nothing(index_elements=keys)
+                 .returning(getattr(model, keys[0])))  # rowcount is -1 on some drivers
+    return session.execute(statement).first() is not None

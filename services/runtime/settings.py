@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RAPPORT_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RAPPORT_", extra="ignore")
 
     data_dir: Path = Path(".rapport")
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in data_dir")

@@ -33,15 +33,14 @@ class KafkaLog:
     def ensure_topics(self, topics: Sequence[str]) -> None:
         admin = self._admin()
         try:
-            existing = set(admin.list_topics())
-            new = [NewTopic(self.name(t), self.settings.partitions_for(t),
-                            self.settings.replication_factor)
-                   for t in topics if self.name(t) not in existing]
-            if new:
+            for topic in topics:  # one by one: an existing topic raises for its request only
                 try:
-                    admin.create_topics(new)
+                    admin.create_topics([NewTopic(self.name(topic), self.settings.partitions_for(topic),
+                                                  self.settings.replication_factor)])
                 except TopicAlreadyExistsError:
-                    pass  # another replica created it first
+                    pass  # created by an earlier start or another replica
+        except KafkaError as error:
+            raise LogUnavailable(f"could not create topics: {error}") from error
         finally:
             admin.close()
 

@@ -1,0 +1,62 @@
+"""Helpers for tests: waiting on conditions, and the whole pipeline behind real HTTP."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+import uvicorn
+
+from services import migrations
+from services.first_start import ensure_credentials
+from services.runtime.bootstrap import Runtime, bootstrap_runtime
+from services.runtime.runner import bootstrap_services, build_app
+from services.runtime.settings import Settings
+from tests.backends import free_port
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], timeout_s: float = 30, what: str = "condition") -> T:
+    """Poll `check` until it answers something truthy; fail with `what` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {result!r}")
+        time.sleep(0.05)
+
+
+class RunningPipeline:
+    """Every service in this process, served by uvicorn on a free port."""
+
+    def __init__(self, settings: Settings):
+        self.runtime: Runtime = bootstrap_runtime(settings)
+        migrations.upgrade(self.runtime.engine)
+        credentials = ensure_credentials(self.runtime.engine, settings.data_dir)
+        self.write_key, self.token = credentials["write_key"], credentials["admin_token"]
+        app = build_app(self.runtime, bootstrap_services(self.runtime))
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "RunningPipeline":
+        self.thread.start()
+        wait_until(lambda: self.server.started, 30, "the HTTP server to start")
+        base = f"http://127.0.0.1:{self.port}"
+        self.ingest = httpx.Client(base_url=base, auth=(self.write_key, ""), timeout=30)
+        self.api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {self.token}"},
+                                timeout=30)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+        self.ingest.close()
+        self.api.close()
+        self.runtime.close()
