@@ -60,3 +60,26 @@ class RunningPipeline:
         self.ingest.close()
         self.api.close()
         self.runtime.close()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The RAPPORT_* environment that recreates `settings` in a child process."""
+    fields = ("data_dir", "database_url", "log_backend", "embedded_log_url", "kafka_bootstrap_servers",
+              "topic_prefix", "default_partitions", "poll_timeout_ms", "batch_size")
+    return {f"RAPPORT_{name.upper()}": str(getattr(settings, name)) for name in fields}
+
+
+def caught_up(runtime: Runtime, consumer: str, topics) -> bool:
+    """True when `consumer`'s stored offsets reach the end of every partition of `topics`."""
+    from sqlalchemy import select
+
+    from services.runtime.db import reading
+    from services.runtime.log import TopicPartition
+    from services.runtime.tables import ConsumerOffset
+
+    partitions = [TopicPartition(t, p) for t in topics for p in range(runtime.settings.partitions_for(t))]
+    ends = runtime.log.end_offsets(partitions)
+    with reading(runtime.engine) as session:
+        stored = {TopicPartition(r.topic, r.partition): r.next_offset for r in session.scalars(
+            select(ConsumerOffset).where(ConsumerOffset.consumer == consumer))}
+    return all(stored.get(tp, 0) >= end for tp, end in ends.items())

@@ -177,17 +177,13 @@ def test_identifiers_are_unique_normalised_and_in_priority_order(user, anon, ema
     assert {(i.type, i.value) for i in ids} == {e for e in expected if e[1] is not None}
 
 
-# --- known bugs (see report) ----------------------------------------------------------------
+# --- once bugs: kept so they stay fixed -----------------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="BUG identifiers.py:39: context.traits = null crashes (TypeError: not a mapping)")
 def test_a_null_context_traits_is_treated_as_no_traits():
     # ingest accepts this (context is any object), so the identity projector replays it forever
     assert identifiers_of({"userId": "u1", "context": {"traits": None}}) == [Identifier("user_id", "u1")]
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="BUG identifiers.py:39: a non-object traits on a track event crashes")
 @pytest.mark.parametrize("event", [
     {"userId": "u1", "event": "Signed Up", "traits": "vip"},
     {"userId": "u1", "event": "Signed Up", "context": {"traits": ["vip"]}},

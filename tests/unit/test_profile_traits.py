@@ -111,8 +111,6 @@ def test_an_event_without_traits_states_none(event):
     assert traits_of(event) == {}
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="BUG traits.py:29: non-object traits (accepted by ingest on track) crash")
 @pytest.mark.parametrize("event", [{"type": "track", "traits": "vip"},
                                    {"type": "track", "context": {"traits": ["vip"]}}])
 def test_traits_that_are_not_an_object_state_nothing(event):

@@ -198,15 +198,13 @@ def test_evaluation_always_answers_a_boolean_and_reads_only_traits(condition, tr
     assert traits == snapshot
 
 
-# --- known bugs (see report) ----------------------------------------------------------------
+# --- once bugs: kept so they stay fixed -----------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG conditions.py:43: Python == makes true equal 1 and false equal 0")
 @pytest.mark.parametrize("equals, trait", [(1, True), (True, 1), (0, False), (False, 0), (1.0, True)])
 def test_a_boolean_trait_does_not_equal_a_number(equals, trait):
     assert not evaluate({"trait": "beta", "equals": equals}, {"beta": trait})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG conditions.py:38: names 'equals', not the unknown operator")
 def test_an_unknown_operator_next_to_equals_is_the_one_named():
     with pytest.raises(ConditionError, match="'contains'"):
         validate({"equals": "pro", "contains": "pro"})

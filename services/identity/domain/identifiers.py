@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from services.runtime.envelope import stated_traits
+
 # Lower number = higher priority; the profile id of a new person derives from the
 # highest-priority identifier it was first seen with.
 PRIORITY = {"user_id": 1, "email": 2, "anonymous_id": 3}
@@ -36,7 +38,7 @@ def normalise(kind: str, value: Any) -> str | None:
 
 def identifiers_of(event: dict) -> list[Identifier]:
     """userId, anonymousId and email (from traits or context.traits), blocked values left out."""
-    traits = {**(event.get("context") or {}).get("traits", {}), **(event.get("traits") or {})}
+    traits = stated_traits(event)
     found = {("user_id", event.get("userId")), ("anonymous_id", event.get("anonymousId")),
              ("email", traits.get("email"))}
     normalised = {Identifier(kind, value) for kind, raw in found

@@ -17,7 +17,7 @@ class Rejection(ValueError):
 
     def __init__(self, field: str, rule: str, message: str):
         super().__init__(f"{field}: {message}")
-        self.field, self.rule, self.message = field, rule, message
+        self.field, self.rule, self.message = field, rule, f"{field}: {message}"
 
     def as_error(self) -> dict:
         return {"code": self.rule, "message": self.message, "field": self.field}
@@ -43,6 +43,13 @@ class _Message(BaseModel):
         if isinstance(value, str):
             return value.strip() or None
         return value
+
+    @field_validator("context")
+    @classmethod
+    def _context_traits_object(cls, context: dict[str, Any]) -> dict[str, Any]:
+        if "traits" in context and not isinstance(context["traits"], dict):
+            raise ValueError("context.traits must be an object")
+        return context
 
     @model_validator(mode="after")
     def _someone(self):
@@ -84,8 +91,7 @@ def canonical(kind: str, body: Any, source_id: str, received_at: datetime) -> di
 def _first(error: ValidationError) -> Rejection:
     detail = error.errors()[0]
     field = ".".join(str(part) for part in detail["loc"]) or "userId"
-    message = detail["msg"].removeprefix("Value error, ")
-    return Rejection(field, detail["type"], f"{field}: {message}")
+    return Rejection(field, detail["type"], detail["msg"].removeprefix("Value error, "))
 
 
 def partition_key(event: dict) -> str:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from services.runtime.envelope import stated_traits
+
 
 @dataclass(frozen=True)
 class TraitValue:
@@ -23,10 +25,7 @@ class TraitValue:
         return other is None or (self.at, self.message_id) > (other.at, other.message_id)
 
 
-def traits_of(event: dict) -> dict[str, Any]:
-    """Traits an event states: identify's traits, or any event's context.traits."""
-    context_traits = (event.get("context") or {}).get("traits") or {}
-    return {**context_traits, **(event.get("traits") or {})}
+traits_of = stated_traits
 
 
 def winners(current: Mapping[str, TraitValue], incoming: Mapping[str, TraitValue]) -> dict[str, TraitValue]:

@@ -17,9 +17,20 @@ class ConditionError(ValueError):
         self.path, self.message = path, message
 
 
+OPERATORS = ("trait", "and", "or", "not")
+
+
 def validate(condition: Any, path: str = "condition") -> None:
-    if not isinstance(condition, dict) or len(condition.keys() - {"equals"}) != 1:
+    if not isinstance(condition, dict) or not condition:
         raise ConditionError(path, "must be an object with one of: trait, and, or, not")
+    unknown = [key for key in condition if key not in (*OPERATORS, "equals")]
+    if unknown:
+        raise ConditionError(path, f"unknown operator {unknown[0]!r}")
+    operators = [key for key in condition if key in OPERATORS]
+    if len(operators) != 1:
+        raise ConditionError(path, "must have exactly one of: trait, and, or, not")
+    if "equals" in condition and "trait" not in condition:
+        raise ConditionError(f"{path}.equals", "goes only with trait")
     if "trait" in condition:
         if not isinstance(condition["trait"], str) or not condition["trait"]:
             raise ConditionError(f"{path}.trait", "must be a non-empty string")
@@ -34,13 +45,18 @@ def validate(condition: Any, path: str = "condition") -> None:
             raise ConditionError(f"{path}.{op}", "must be a non-empty list")
         for i, part in enumerate(parts):
             validate(part, f"{path}.{op}[{i}]")
-    else:
-        raise ConditionError(path, f"unknown operator {next(iter(condition))!r}")
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """JSON equality: true is not 1 and false is not 0 (as Python's == would have it)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    return a == b
 
 
 def evaluate(condition: Mapping[str, Any], traits: Mapping[str, Any]) -> bool:
     if "trait" in condition:
-        return condition["trait"] in traits and traits[condition["trait"]] == condition["equals"]
+        return condition["trait"] in traits and same_value(traits[condition["trait"]], condition["equals"])
     if "not" in condition:
         return not evaluate(condition["not"], traits)
     if "and" in condition:
