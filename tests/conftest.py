@@ -8,7 +8,8 @@ from contextlib import ExitStack
 import pytest
 
 from services.runtime.settings import Settings
-from tests.backends import BackendUnavailable, fresh_database, kafka_broker, postgres_server, unavailable
+from tests.backends import (BackendUnavailable, docker_available, fresh_database, kafka_broker,
+                            postgres_server, unavailable)
 
 BACKENDS = ["embedded", "postgres+kafka"]
 
@@ -40,6 +41,11 @@ def postgres_url(postgres_server_url):
         yield url
 
 
+@pytest.fixture(scope="session")
+def broker_is_tansu() -> bool:
+    return not docker_available()
+
+
 @pytest.fixture
 def kafka_servers(kafka_bootstrap):
     if isinstance(kafka_bootstrap, BackendUnavailable):
@@ -54,7 +60,8 @@ def settings_for(backend: str, request, tmp_path, **overrides) -> Settings:
         return Settings(**common)
     return Settings(log_backend="kafka", database_url=request.getfixturevalue("postgres_url"),
                     kafka_bootstrap_servers=request.getfixturevalue("kafka_servers"),
-                    topic_prefix=f"t{uuid.uuid4().hex[:8]}.", default_partitions=3, **common)
+                    topic_prefix=f"t{uuid.uuid4().hex[:8]}.", default_partitions=3,
+                    kafka_session_timeout_ms=3000, **common)
 
 
 @pytest.fixture(params=BACKENDS)

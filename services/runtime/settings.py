@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     embedded_log_url: str = Field("", description="SQLite URL of the embedded log; empty means data_dir")
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_request_timeout_ms: int = Field(10_000, ge=1_000)
+    kafka_session_timeout_ms: int = Field(10_000, ge=1_000,
+                                          description="group membership; a join takes about half")
     topic_prefix: str = Field("rapport.", pattern=r"^[A-Za-z0-9._-]*$")
     default_partitions: int = Field(4, ge=1, le=1024)
     topic_partitions: dict[str, int] = Field(default_factory=dict)

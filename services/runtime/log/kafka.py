@@ -19,6 +19,9 @@ from kafka.structs import TopicPartition as KafkaTopicPartition
 from services.runtime.log import LogUnavailable, Message, OnAssign, Record, TopicPartition
 
 
+LINGER_MS = 2
+
+
 class KafkaLog:
     def __init__(self, settings):
         self.settings = settings
@@ -56,9 +59,11 @@ class KafkaLog:
             if self._producer is None:
                 try:
                     self._producer = KafkaProducer(
-                        bootstrap_servers=self.servers, acks="all", linger_ms=2,
+                        bootstrap_servers=self.servers, acks="all", linger_ms=LINGER_MS,
                         retries=5, max_in_flight_requests_per_connection=1,
                         request_timeout_ms=self.settings.kafka_request_timeout_ms,
+                        # without this a dead broker holds a write for the default 120 s
+                        delivery_timeout_ms=self.settings.kafka_request_timeout_ms + LINGER_MS,
                         max_block_ms=self.settings.kafka_request_timeout_ms)
                 except KafkaError as error:
                     raise LogUnavailable(f"kafka unreachable: {error}") from error
@@ -90,7 +95,10 @@ class KafkaLog:
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.close(timeout=5)
+            try:
+                self._producer.close(timeout=5)
+            except KafkaError:
+                pass  # unsent records were never acknowledged, so nothing promised is lost
 
 
 class _SeekToStored(ConsumerRebalanceListener):
@@ -110,6 +118,8 @@ class KafkaLogConsumer:
         self.kafka = KafkaConsumer(
             bootstrap_servers=log.servers, group_id=log.prefix + group,
             enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=log.settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=log.settings.kafka_session_timeout_ms // 3,
             request_timeout_ms=max(log.settings.kafka_request_timeout_ms, 30_000) + 5_000)
         self.kafka.subscribe([log.name(t) for t in topics], listener=_SeekToStored(self))
 
