@@ -11,7 +11,9 @@ from rich.console import Console
 
 from services import migrations
 from services.first_start import ensure_credentials
+from services.runtime.access import SCOPES, create_token
 from services.runtime.bootstrap import bootstrap_runtime
+from services.runtime.db import writing
 from services.runtime.runner import SERVICE_NAMES, bootstrap_services, build_app
 from services.runtime.settings import Settings
 
@@ -46,6 +48,36 @@ def serve(service: Annotated[ServiceName, typer.Argument(help="which service to 
         raise typer.Exit(2)
     app_ = build_app(runtime, bootstrap_services(runtime, [service.value]))
     _serve(app_, host or settings.http_host, port or settings.http_port)
+
+
+sources = typer.Typer(help="Sources of events and their write keys.", no_args_is_help=True)
+tokens = typer.Typer(help="Access tokens for the query and admin APIs.", no_args_is_help=True)
+app.add_typer(sources, name="source")
+app.add_typer(tokens, name="token")
+
+
+@sources.command("create")
+def create_source(name: str, kind: Annotated[str, typer.Option(help="website, mobile, server, social, shop, helpdesk")] = "server") -> None:
+    """Create a source and print its write key."""
+    from services.ingest.sources import new_source
+
+    runtime = bootstrap_runtime(Settings())
+    with writing(runtime.engine) as session:
+        source = new_source(session, name, kind)
+    console.print(f"source {source.id} ({kind})\nwrite key: {source.write_key}")
+
+
+@tokens.command("create")
+def create_access_token(name: str, scope: Annotated[list[str], typer.Option(help="repeat for several")] = ["admin"]) -> None:
+    """Create an access token and print it (only its hash is stored)."""
+    runtime = bootstrap_runtime(Settings())
+    with writing(runtime.engine) as session:
+        try:
+            token = create_token(session, name, scope)
+        except ValueError as error:
+            console.print(f"[red]{error}[/]; scopes are: {', '.join(SCOPES)}")
+            raise typer.Exit(2) from None
+    console.print(f"access token: {token}")
 
 
 @app.command()

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from services.ingest.sources import new_source
 from services.ingest.tables import Source
 from services.runtime.access import create_token, token_scopes
-from services.runtime.clock import now
-from services.runtime.db import reading, writing
+from services.runtime.db import writing
 
 
 def ensure_credentials(engine: Engine, data_dir: Path) -> dict:
@@ -25,9 +24,7 @@ def ensure_credentials(engine: Engine, data_dir: Path) -> dict:
     with writing(engine) as session:
         source = session.scalars(select(Source).where(Source.write_key == saved.get("write_key"))).first()
         if source is None:
-            source = Source(id="src_" + secrets.token_hex(6), name="default", kind="website",
-                            write_key="wk_" + secrets.token_urlsafe(24), enabled=True, created_at=now())
-            session.add(source)
+            source = new_source(session, "default", "website")
         if not saved.get("admin_token") or token_scopes(session, saved["admin_token"]) is None:
             saved["admin_token"] = create_token(session, "first start", ["admin"])
         saved["write_key"] = source.write_key
@@ -36,7 +33,3 @@ def ensure_credentials(engine: Engine, data_dir: Path) -> dict:
     os.chmod(path, 0o600)
     return saved
 
-
-def sources(engine: Engine) -> list[Source]:
-    with reading(engine) as session:
-        return list(session.scalars(select(Source)))
