@@ -1,6 +1,8 @@
 """Access tokens for every route but ingest's: stored hashed, checked in constant time."""
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -51,13 +53,25 @@ def token_scopes(session: Session, token: str) -> list[str] | None:
     return row.scopes
 
 
+def presented_token(header: str) -> str | None:
+    """`Bearer TOKEN`, or `Basic base64(TOKEN:)` as Segment's Profile API clients send it."""
+    kind, _, credential = header.partition(" ")
+    if kind.lower() == "bearer":
+        return credential.strip() or None
+    if kind.lower() == "basic":
+        try:
+            return base64.b64decode(credential, validate=True).decode().partition(":")[0] or None
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return None
+
+
 def require(scope: str):
     """A dependency that lets a request through only with a token holding `scope` (or admin)."""
 
     def check(request: Request, session: ReadSession) -> None:
-        header = request.headers.get("authorization", "")
-        kind, _, token = header.partition(" ")
-        if kind.lower() != "bearer" or not token:
+        token = presented_token(request.headers.get("authorization", ""))
+        if not token:
             raise ApiError(401, "unauthorized", "an access token is required (Authorization: Bearer ...)",
                            "Authorization", {"WWW-Authenticate": "Bearer"})
         scopes = token_scopes(session, token.strip())

@@ -30,11 +30,15 @@ class Runtime:
 
 @dataclass
 class Service:
-    """One service of the data flow: its HTTP routes and/or its projector."""
+    """One service of the data flow: its HTTP routes, its projector, other background loops."""
 
     name: str
     routers: list[APIRouter] = field(default_factory=list)
     projector: Projector | None = None
+    workers: list = field(default_factory=list)  # each with start() -> Thread and a stop Event
+
+    def background(self) -> list:
+        return ([self.projector] if self.projector else []) + self.workers
 
 
 def bootstrap_runtime(settings: Settings | None = None, *, engine: Engine | None = None,

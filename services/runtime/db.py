@@ -125,6 +125,18 @@ def upsert(session: Session, model: Any, rows: Sequence[dict], keys: Iterable[st
     session.execute(statement, list(rows))
 
 
+def insert_new_rows(session: Session, model: Any, rows: Sequence[dict], keys: Sequence[str]) -> set[tuple]:
+    """Insert the rows whose keys don't exist yet, in one statement; answers the new keys."""
+    if not rows:
+        return set()
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    table = model.__table__
+    statement = (dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+                 .returning(*(table.c[k] for k in keys)))
+    result = session.connection().execute(statement, list(rows))
+    return {tuple(row) for row in result}
+
+
 def insert_new(session: Session, model: Any, row: dict, keys: Iterable[str]) -> bool:
     """Insert `row` unless its key exists; True when it was new (idempotent writes)."""
     keys = list(keys)

@@ -20,7 +20,7 @@ def bootstrap_services(runtime: Runtime, names=SERVICE_NAMES) -> list[Service]:
 def build_app(runtime: Runtime, services: list[Service], *, run_projectors: bool = True) -> FastAPI:
     """One app with every service's routes; projectors run for the app's lifetime."""
     app = make_app("Rapport", [r for s in services for r in s.routers], runtime.engine, runtime.log)
-    projectors = [s.projector for s in services if s.projector is not None]
+    projectors = [w for s in services for w in s.background()]
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Iterator[None]:

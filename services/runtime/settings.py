@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     batch_size: int = Field(500, ge=1, le=100_000)
     poll_timeout_ms: int = Field(200, ge=1)
 
+    reporting_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    exchange_rates: dict[str, float] = Field(default_factory=lambda: {"USD": 1.0, "EUR": 1.08, "GBP": 1.27},
+                                             description="reporting-currency units per unit")
+    expected_lifetime_years: float = Field(3.0, gt=0)
+    computed_traits_file: Path | None = Field(None, description="JSON list of computed traits")
+    rfm_refresh_s: float = Field(600, gt=0, description="how often RFM quintiles are recomputed")
+
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
 

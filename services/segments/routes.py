@@ -11,6 +11,7 @@ from services.runtime.access import SegmentsRead, SegmentsWrite
 from services.runtime.clock import now
 from services.runtime.db import writing
 from services.runtime.http import ApiError, EngineDep, LogDep, ReadSession
+from services.runtime.log import publish_all
 from services.segments.domain.conditions import ConditionError, validate
 from services.segments.membership import lock_catalog, reevaluate
 from services.segments.tables import Segment, SegmentMember, SegmentProfile
@@ -44,8 +45,7 @@ def create_segment(body: SegmentIn, engine: EngineDep, log: LogDep, _: SegmentsW
         outputs = []
         for profile in session.scalars(select(SegmentProfile)):
             outputs += reevaluate(session, profile.profile_id, profile.traits, [segment])
-        for topic in {topic for topic, _ in outputs}:
-            log.append(topic, [message for t, message in outputs if t == topic])
+        publish_all(log, outputs)
         return _view(segment, len(outputs))
 
 

@@ -77,6 +77,15 @@ class Log(Protocol):
     def close(self) -> None: ...
 
 
+def publish_all(log: Log, outputs: Sequence[tuple[str, Message]]) -> None:
+    """Append (topic, message) pairs, one append per topic, keeping each topic's order."""
+    by_topic: dict[str, list[Message]] = {}
+    for topic, message in outputs:
+        by_topic.setdefault(topic, []).append(message)
+    for topic, messages in by_topic.items():
+        log.append(topic, messages)
+
+
 def open_log(settings) -> Log:
     """The backend the settings name."""
     if settings.log_backend == "kafka":

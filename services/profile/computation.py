@@ -1,0 +1,67 @@
+"""Keeps a profile's computed traits and CRM metrics current (the edge around domain/)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.profile.domain.computed import ComputedTrait, compute_all
+from services.profile.domain.crm import CrmSettings, crm_metrics
+from services.profile.domain.timeline import TimelineEvent
+from services.profile.tables import ComputedTraitDefinition, Profile, ProfileEvent
+from services.runtime.clock import format_time, now
+
+
+@dataclass
+class Computation:
+    crm: CrmSettings
+    configured: list[ComputedTrait]  # from the config file; the admin API adds more
+    clock: Callable[[], datetime] = now
+
+    @classmethod
+    def from_settings(cls, settings, clock: Callable[[], datetime] = now) -> "Computation":
+        configured = []
+        if settings.computed_traits_file:
+            configured = [ComputedTrait.model_validate(d)
+                          for d in json.loads(settings.computed_traits_file.read_text())]
+        crm = CrmSettings(settings.reporting_currency, settings.exchange_rates,
+                          settings.expected_lifetime_years)
+        return cls(crm, configured, clock)
+
+    def definitions(self, session: Session) -> list[ComputedTrait]:
+        declared = [ComputedTrait.model_validate(row.definition)
+                    for row in session.scalars(select(ComputedTraitDefinition))]
+        names = {t.name for t in declared}
+        return declared + [t for t in self.configured if t.name not in names]
+
+    def refresh_many(self, session: Session, profiles: list[Profile], definitions: list[ComputedTrait]) -> None:
+        timelines = timelines_of(session, [p.profile_id for p in profiles])
+        for profile in profiles:
+            self.refresh(profile, timelines.get(profile.profile_id, []), definitions)
+
+    def refresh(self, profile: Profile, events: list[TimelineEvent], definitions: list[ComputedTrait]) -> None:
+        """Recompute from the whole (de-duplicated) timeline, and when it next changes alone."""
+        moment = self.clock()
+        values, due = compute_all(definitions, events, moment)
+        metrics = crm_metrics(events, moment, self.crm)
+        if metrics["last_order_at"] is not None:  # days_since_last_order ticks over daily
+            tick = metrics["last_order_at"] + timedelta(days=metrics["days_since_last_order"] + 1)
+            due = min(due, tick) if due else tick
+        profile.computed, profile.due_at = jsonable({**metrics, **values}), due
+
+
+def timelines_of(session: Session, profile_ids: list[str]) -> dict[str, list[TimelineEvent]]:
+    found: dict[str, list[TimelineEvent]] = {}
+    for r in session.scalars(select(ProfileEvent).where(ProfileEvent.profile_id.in_(profile_ids))):
+        found.setdefault(r.profile_id, []).append(
+            TimelineEvent(r.message_id, r.type, r.name, r.timestamp, r.properties or {}, r.source, r.channel))
+    return found
+
+
+def jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: format_time(v) if isinstance(v, datetime) else v for k, v in values.items()}
