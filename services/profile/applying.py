@@ -53,8 +53,8 @@ def timeline_row(profile_id: str, event: dict) -> dict:
             "channel": channel_of(event)}
 
 
-def apply_events(session: Session, messages: list[dict]) -> set[str]:
-    """Apply resolved events; answers the ids of the profiles they changed."""
+def apply_events(session: Session, messages: list[dict]) -> dict[str, set[str]]:
+    """Apply resolved events; answers the profiles they changed, each with its changed trait names."""
     owner = survivors_of(session, {m["profile_id"] for m in messages})
     rows = {}
     for m in messages:  # first copy wins within the run
@@ -64,10 +64,13 @@ def apply_events(session: Session, messages: list[dict]) -> set[str]:
         "type": i["type"], "value": i["value"], "profile_id": owner[m["profile_id"]]}
         for m in messages for i in m.get("identifiers", [])}.values()), keys=["type", "value", "profile_id"])
     fresh = [(row, m) for key, (row, m) in rows.items() if key in new]
-    if fresh:
-        _count(session, [row for row, _ in fresh])
-        _merge_traits(session, fresh)
-    return {row["profile_id"] for row, _ in fresh}
+    if not fresh:
+        return {}
+    _count(session, [row for row, _ in fresh])
+    changed = {row["profile_id"]: set() for row, _ in fresh}
+    for profile_id, name in _merge_traits(session, fresh):
+        changed[profile_id].add(name)
+    return changed
 
 
 def _count(session: Session, rows: list[dict]) -> None:
@@ -85,8 +88,10 @@ def _count(session: Session, rows: list[dict]) -> None:
         profile.version += 1
 
 
-def _merge_traits(session: Session, fresh: list[tuple[dict, dict]]) -> None:
+def _merge_traits(session: Session, fresh: list[tuple[dict, dict]]) -> set[tuple[str, str]]:
+    """Last write wins per trait; answers (profile, trait) pairs whose value changed."""
     current = traits_by_profile(session, {row["profile_id"] for row, _ in fresh})
+    before = {pid: {n: t.value for n, t in traits.items()} for pid, traits in current.items()}
     writes: dict[tuple[str, str], TraitValue] = {}
     for row, message in fresh:
         event, pid = message["event"], row["profile_id"]
@@ -95,3 +100,4 @@ def _merge_traits(session: Session, fresh: list[tuple[dict, dict]]) -> None:
         for name, value in winners(current[pid], incoming).items():
             current[pid][name] = writes[(pid, name)] = value
     write_traits(session, writes)
+    return {(pid, name) for pid, name in writes if before.get(pid, {}).get(name) != writes[(pid, name)].value}

@@ -29,7 +29,7 @@ class ProfileHandler:
         self.computation = computation
 
     def apply(self, session: Session, batch: list[Record]) -> list[Output]:
-        changed: dict[str, None] = {}  # an ordered set of profile ids
+        changed: dict[str, set[str]] = {}  # profile id -> names of the traits that changed
         absorbed: dict[str, str] = {}
         messages = [record.json() for record in batch]
         for is_merge, run in groupby(messages, key=lambda m: m["kind"] == "merge"):
@@ -37,13 +37,16 @@ class ProfileHandler:
                 for merge in run:
                     merge_profiles(session, merge["survivor"], merge["absorbed"], changed, absorbed)
             else:
-                changed.update(dict.fromkeys(sorted(apply_events(session, list(run)))))
+                for profile_id, names in sorted(apply_events(session, list(run)).items()):
+                    changed.setdefault(profile_id, set()).update(names)
         survivors = [p for p in changed if p not in absorbed]
         return ([(topics.PROFILES_CHANGED, Message.of(a, {"profile_id": a, "merged_into": s}))
-                 for a, s in absorbed.items()] + self.recompute(session, survivors))
+                 for a, s in absorbed.items()] + self.recompute(session, survivors, changed))
 
-    def recompute(self, session: Session, profile_ids: list[str]) -> list[Output]:
-        """Refresh computed traits of changed profiles and announce their new snapshots."""
+    def recompute(self, session: Session, profile_ids: list[str],
+                  trait_changes: dict[str, set[str]] | None = None) -> list[Output]:
+        """Refresh computed traits of changed profiles and announce their new snapshots, each
+        naming what changed so readers re-evaluate only what reads it."""
         if not profile_ids:
             return []
         session.flush()
@@ -51,13 +54,16 @@ class ProfileHandler:
         profiles = {p.profile_id: p for p in session.scalars(
             select(Profile).where(Profile.profile_id.in_(profile_ids)))}
         traits = traits_by_profile(session, profiles)
+        computed_before = {p: dict(profile.computed or {}) for p, profile in profiles.items()}
         self.computation.refresh_many(session, list(profiles.values()), definitions)
         outputs = []
         for profile_id in profile_ids:
             profile = profiles[profile_id]
             profile.version += 1
-            outputs.append((topics.PROFILES_CHANGED,
-                            Message.of(profile_id, snapshot_of(profile, traits[profile_id]))))
+            change = snapshot_of(profile, traits[profile_id])
+            change["changed"] = sorted(set((trait_changes or {}).get(profile_id, ())) |
+                                       changed_keys(computed_before[profile_id], change["computed"]))
+            outputs.append((topics.PROFILES_CHANGED, Message.of(profile_id, change)))
         return outputs
 
 
@@ -71,14 +77,20 @@ def merge_profiles(session: Session, survivor: str, absorbed: str, changed: dict
     _move_timeline(session, absorbed, survivor)
     _move_identities(session, absorbed, survivor)
     both = traits_by_profile(session, [survivor, absorbed])
-    write_traits(session, {(survivor, n): t for n, t in winners(both[survivor], both[absorbed]).items()})
+    taken = winners(both[survivor], both[absorbed])
+    write_traits(session, {(survivor, n): t for n, t in taken.items()})
     session.execute(delete(ProfileTrait).where(ProfileTrait.profile_id == absorbed))
     _recount(session, survivor, session.get(Profile, absorbed))
     session.execute(update(ProfileAlias).where(ProfileAlias.survivor == absorbed).values(survivor=survivor))
     session.add(ProfileAlias(absorbed=absorbed, survivor=survivor))
     session.flush()
-    changed[survivor] = None
+    changed.setdefault(survivor, set()).update(
+        n for n, t in taken.items() if both[survivor].get(n) is None or both[survivor][n].value != t.value)
     absorbed_now[absorbed] = survivor
+
+
+def changed_keys(before: dict, after: dict) -> set[str]:
+    return {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
 
 
 def survivor_of(session: Session, profile_id: str) -> str:

@@ -1,0 +1,79 @@
+"""The profile handler's arithmetic on each database: merges, duplicates, what changed."""
+import json
+
+import pytest
+from sqlalchemy import select
+
+from services import migrations
+from services.profile.computation import Computation
+from services.profile.domain.computed import ComputedTrait
+from services.profile.handler import ProfileHandler
+from services.profile.tables import Profile
+from services.runtime.db import make_engine, reading, writing
+from services.runtime.log import Record
+
+ORDERS = ComputedTrait(name="order_revenue", function="sum", event="Order Completed", property="revenue")
+
+
+def resolved(profile_id: str, message_id: str, day: int, revenue=None, traits=None) -> dict:
+    at = f"2026-02-{day:02d}T10:00:00Z"
+    event = {"type": "track", "event": "Order Completed", "messageId": message_id, "timestamp": at,
+             "receivedAt": at, "userId": profile_id, "properties": {"revenue": revenue, "currency": "USD"},
+             "context": {"traits": traits or {}}}
+    return {"kind": "event", "profile_id": profile_id, "identifiers": [{"type": "user_id", "value": profile_id}],
+            "event": event}
+
+
+def merge(survivor: str, absorbed: str) -> dict:
+    return {"kind": "merge", "survivor": survivor, "absorbed": absorbed}
+
+
+@pytest.fixture
+def apply(settings):
+    engine = make_engine(settings.database_url)
+    migrations.upgrade(engine)
+    handler = ProfileHandler(Computation(Computation.from_settings(settings).crm, [ORDERS]))
+    offset = iter(range(10_000))
+
+    def apply_batch(*messages) -> list[dict]:
+        with writing(engine) as session:
+            outputs = handler.apply(session, [Record("events.resolved", 0, next(offset), None,
+                                                     json.dumps(m).encode(), 0) for m in messages])
+        return [json.loads(message.value) for _, message in outputs]
+    apply_batch.engine = engine
+    yield apply_batch
+    engine.dispose()
+
+
+def profile(engine, profile_id):
+    with reading(engine) as session:
+        return session.scalars(select(Profile).where(Profile.profile_id == profile_id)).one_or_none()
+
+
+def test_a_merge_adds_sums_takes_the_earliest_first_and_counts_a_shared_event_once(apply):
+    apply(resolved("a", "m1", 1, 10), resolved("a", "shared", 3, 5))
+    apply(resolved("b", "m2", 2, 20), resolved("b", "shared", 3, 5))  # one event seen under both ids
+    out = apply(merge("b", "a"))
+    survivor = profile(apply.engine, "b")
+    assert profile(apply.engine, "a") is None
+    assert (survivor.event_count, survivor.computed["order_revenue"], survivor.computed["orders"]) == (3, 35.0, 3)
+    assert survivor.first_seen.day == 1  # the earliest of both
+    assert {"profile_id": "a", "merged_into": "b"} in out
+    again = apply(merge("b", "a"), resolved("a", "m1", 1, 10))  # redelivered: nothing moves twice
+    assert profile(apply.engine, "b").computed["order_revenue"] == 35.0 and not [o for o in again if o.get("merged_into")]
+
+
+def test_a_change_names_what_changed_so_readers_reevaluate_only_that(apply):
+    first = apply(resolved("c", "m1", 1, 10, {"plan": "pro", "city": "Oslo"}))
+    assert {"plan", "city", "order_revenue", "orders"} <= set(first[0]["changed"])
+    same_plan = apply(resolved("c", "m2", 2, None, {"plan": "pro"}))
+    assert "plan" not in same_plan[0]["changed"]  # a newer write of the same value changes nothing
+    assert "orders" in same_plan[0]["changed"]
+    late = apply(resolved("c", "m0", 1, None, {"city": "Bergen"}))  # older than m1: loses
+    assert "city" not in late[0]["changed"]
+
+
+def test_a_redelivered_event_changes_nothing(apply):
+    apply(resolved("d", "m1", 1, 10))
+    assert apply(resolved("d", "m1", 1, 10)) == []
+    assert profile(apply.engine, "d").event_count == 1
