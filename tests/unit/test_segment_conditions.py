@@ -43,12 +43,12 @@ def test_well_formed_conditions_are_accepted(condition):
     ({"trait": "", "equals": "pro"}, "condition.trait"),
     ({"trait": 7, "equals": "pro"}, "condition.trait"),
     ({"trait": None, "equals": "pro"}, "condition.trait"),
-    ({"trait": "plan"}, "condition.equals"),
+    ({"trait": "plan"}, "condition.op"),
     ({"and": []}, "condition.and"),
     ({"or": PRO}, "condition.or"),
     ({"and": "x"}, "condition.and"),
     ({"not": None}, "condition.not"),
-    ({"not": {"trait": "plan"}}, "condition.not.equals"),
+    ({"not": {"trait": "plan"}}, "condition.not.op"),
     ({"and": [PRO, {"trait": ""}]}, "condition.and[1].trait"),
     ({"and": [PRO, {"trait": 3, "equals": 1}]}, "condition.and[1].trait"),
     ({"or": [PRO, OSLO, {"nope": 1}]}, "condition.or[2]"),
@@ -80,7 +80,7 @@ def test_the_root_of_the_path_can_be_chosen():
 def test_the_first_bad_part_of_a_list_is_reported():
     with pytest.raises(ConditionError) as raised:
         validate({"or": [PRO, {"trait": "a"}, {"trait": ""}]})
-    assert raised.value.path == "condition.or[1].equals"
+    assert raised.value.path == "condition.or[1].op"
 
 
 # --- property: a bad part anywhere in a tree is reported at its path -------------------------
@@ -99,7 +99,7 @@ conditions = st.recursive(
 )
 
 bad_leaves = st.sampled_from([
-    ({"trait": ""}, ".trait"), ({"trait": "plan"}, ".equals"), ({"and": []}, ".and"),
+    ({"trait": ""}, ".trait"), ({"trait": "plan"}, ".op"), ({"and": []}, ".and"),
     ({"or": {}}, ".or"), ("plan", ""), (42, ""), ({"is": "pro"}, ""), ({"equals": 1}, ""),
 ])
 
