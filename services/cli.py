@@ -1,7 +1,9 @@
 """`rapport`: run Rapport on a laptop (`up`) or one service per deployment (`serve`)."""
 from __future__ import annotations
 
-import logging
+import getpass
+import sys
+import time
 from enum import Enum
 from typing import Annotated
 
@@ -11,13 +13,28 @@ from rich.console import Console
 
 from services import migrations
 from services.first_start import ensure_credentials
+from services.runtime import audit, logs, parked
+from services.runtime.clock import now
 from services.runtime.access import SCOPES, create_token
 from services.runtime.bootstrap import bootstrap_runtime
-from services.runtime.db import writing
-from services.runtime.runner import SERVICE_NAMES, bootstrap_services, build_app
+from services.runtime.db import make_engine, writing
+from services.runtime.runner import SERVICE_NAMES, bootstrap_services, build_app, projector_for
 from services.runtime.settings import Settings
 
-app = typer.Typer(help="Rapport, an event-sourced customer data platform.", no_args_is_help=True)
+# Admin and privacy commands whose success is written to the audit log (who: the OS user).
+AUDITED = {("source", c) for c in ("create", "rotate", "disable", "enable", "plan")} | {
+    ("token", "create"), ("token", "revoke"), ("identity", "unmerge"), ("parked", "retry"), ("replay",)}
+
+
+def _audit(*_result, **_params) -> None:
+    words = tuple(a for a in sys.argv[1:] if not a.startswith("-"))
+    if words[:2] in AUDITED or words[:1] in AUDITED:
+        audit.record(make_engine(Settings().database_url), f"cli ({getpass.getuser()})",
+                     "rapport " + " ".join(sys.argv[1:]))
+
+
+app = typer.Typer(help="Rapport, an event-sourced customer data platform.", no_args_is_help=True,
+                  result_callback=_audit)
 console = Console()
 ServiceName = Enum("ServiceName", {name: name for name in SERVICE_NAMES}, type=str)
 
@@ -67,6 +84,65 @@ def create_source(name: str, kind: Annotated[str, typer.Option(help="website, mo
     console.print(f"source {source.id} ({kind})\nwrite key: {source.write_key}")
 
 
+@sources.command("list")
+def list_sources() -> None:
+    """List sources with their kind, state, plan mode and write key."""
+    from services.ingest.sources import all_sources
+
+    runtime = bootstrap_runtime(Settings())
+    with writing(runtime.engine) as session:
+        for source in all_sources(session):
+            state = "enabled" if source.enabled else "disabled"
+            console.print(f"{source.id}  {source.kind:<8} {state:<8} plan:{source.plan_mode:<5} "
+                          f"{source.write_key}  {source.name}", soft_wrap=True)
+
+
+def _change_source(source_id: str, change) -> None:
+    from services.ingest.sources import UnknownSource
+
+    runtime = bootstrap_runtime(Settings())
+    try:
+        with writing(runtime.engine) as session:
+            source = change(session, source_id)
+            console.print(f"source {source.id}: {'enabled' if source.enabled else 'disabled'}, "
+                          f"plan {source.plan_mode}\nwrite key: {source.write_key}", soft_wrap=True)
+    except (UnknownSource, ValueError) as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from None
+
+
+@sources.command("rotate")
+def rotate_source_key(source_id: str) -> None:
+    """Give a source a new write key; the old one stops (other processes: within the key cache TTL)."""
+    from services.ingest.sources import rotate_key
+
+    _change_source(source_id, rotate_key)
+
+
+@sources.command("disable")
+def disable_source(source_id: str) -> None:
+    """Refuse a source's events (401) from now on (other processes: within the key cache TTL)."""
+    from services.ingest.sources import set_enabled
+
+    _change_source(source_id, lambda session, i: set_enabled(session, i, False))
+
+
+@sources.command("enable")
+def enable_source(source_id: str) -> None:
+    """Take a disabled source's events again."""
+    from services.ingest.sources import set_enabled
+
+    _change_source(source_id, lambda session, i: set_enabled(session, i, True))
+
+
+@sources.command("plan")
+def plan_source(source_id: str, mode: Annotated[str, typer.Argument(help="allow, warn or block")]) -> None:
+    """Set what a source's tracking plan does with unplanned events and violations."""
+    from services.ingest.sources import set_plan_mode
+
+    _change_source(source_id, lambda session, i: set_plan_mode(session, i, mode))
+
+
 @tokens.command("create")
 def create_access_token(name: str, scope: Annotated[list[str], typer.Option(help="repeat for several")] = ["admin"]) -> None:
     """Create an access token and print it (only its hash is stored)."""
@@ -80,6 +156,92 @@ def create_access_token(name: str, scope: Annotated[list[str], typer.Option(help
     console.print(f"access token: {token}")
 
 
+@tokens.command("list")
+def list_tokens() -> None:
+    """Access tokens (never their secrets), revoked ones marked."""
+    from sqlalchemy import select
+
+    from services.runtime.access import AccessToken
+    from services.runtime.db import reading
+
+    with reading(make_engine(Settings().database_url)) as session:
+        for row in session.scalars(select(AccessToken).order_by(AccessToken.created_at)):
+            revoked = f"  revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else ""
+            console.print(f"{row.id}  {row.name}  {','.join(row.scopes)}{revoked}")
+
+
+@tokens.command("revoke")
+def revoke_token(token_id: str) -> None:
+    """Revoke an access token at once."""
+    from services.runtime.access import AccessToken
+
+    with writing(make_engine(Settings().database_url)) as session:
+        row = session.get(AccessToken, token_id)
+        if row is None:
+            console.print(f"[red]no token {token_id!r}[/]")
+            raise typer.Exit(2)
+        row.revoked_at = row.revoked_at or now()
+    console.print(f"token {token_id} revoked")
+
+
+identity = typer.Typer(help="The identity graph.", no_args_is_help=True)
+app.add_typer(identity, name="identity")
+
+
+@identity.command("unmerge")
+def unmerge_identifier(profile_id: str, type_: Annotated[str, typer.Argument(metavar="TYPE")], value: str,
+                       block: Annotated[bool, typer.Option(help="never link this value again")] = False,
+                       reason: Annotated[str, typer.Option()] = "") -> None:
+    """Split an identifier off a profile (or block it) and resolve its events again."""
+    from services.identity.domain.identifiers import Identifier
+    from services.identity.domain.rules import load_rules
+    from services.identity.operations import NotFound, unmerge
+
+    settings = Settings()
+    runtime = bootstrap_runtime(settings)
+    try:
+        with writing(runtime.engine) as session:
+            done = unmerge(session, runtime.log, load_rules(settings.identity_rules_path), profile_id,
+                           Identifier(type_, value), "block" if block else "remove", reason)
+    except NotFound as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    finally:
+        runtime.close()
+    console.print(f"{'blocked' if block else 'removed'} {type_} {value!r} from {done['profile_id']}; "
+                  f"{done['events_resolved_again']} events resolved again")
+
+
+segments_cli = typer.Typer(help="Segments: backfill progress.", no_args_is_help=True)
+app.add_typer(segments_cli, name="segment")
+
+
+@segments_cli.command("status")
+def segment_status(key: str, wait: Annotated[bool, typer.Option(help="follow the backfill to its end")] = False,
+                   timeout: Annotated[float, typer.Option(help="seconds to follow it")] = 3600) -> None:
+    """A segment's size and the progress of its background backfill."""
+    from rich.progress import Progress
+
+    from services.segments.backfill import progress_of
+
+    engine = make_engine(Settings().database_url)
+    state = progress_of(engine, key)
+    if state is None:
+        console.print(f"[red]no segment {key!r}[/]")
+        raise typer.Exit(2)
+    if wait and state["state"] != "done":
+        with Progress(console=console) as bar:
+            task = bar.add_task(f"backfill {key}", total=max(state["total"], 1))
+            deadline = time.monotonic() + timeout
+            while state["state"] != "done" and time.monotonic() < deadline:
+                bar.update(task, completed=state["done"], total=max(state["total"], 1))
+                time.sleep(0.2)  # polling a progress row for display, not synchronising
+                state = progress_of(engine, key)
+            bar.update(task, completed=state["done"])
+    console.print(f"{key}: {state['size']} members; backfill {state['state']} "
+                  f"({state['done']}/{state['total']} profiles)")
+
+
 @app.command()
 def migrate() -> None:
     """Bring the database schema to the latest migration."""
@@ -88,9 +250,99 @@ def migrate() -> None:
     console.print("database migrated to head")
 
 
+@app.command("wait-migrated")
+def wait_migrated(timeout: Annotated[float, typer.Option(help="seconds before giving up")] = 600) -> None:
+    """Wait until the database is at the latest migration (a pod's init container runs this)."""
+    import time
+
+    engine = make_engine(Settings().database_url)
+    deadline = time.monotonic() + timeout
+    while not _at_head(engine):
+        if time.monotonic() > deadline:
+            console.print(f"[red]the database was not migrated within {timeout:.0f}s[/]")
+            raise typer.Exit(1)
+        time.sleep(2)  # polling a remote database: nothing to wait on
+    console.print("database at head")
+
+
+def _at_head(engine) -> bool:
+    try:
+        return migrations.at_head(engine)
+    except Exception:  # noqa: BLE001 - unreachable or not created yet: keep waiting
+        return False
+
+
 def _serve(app_, host: str, port: int) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(app_, host=host, port=port, log_level="info")
+    settings = app_.state.runtime.settings
+    logs.configure(settings.log_level, settings.log_format)
+    # log_config=None keeps our JSON handlers; the middleware writes the access log
+    uvicorn.run(app_, host=host, port=port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=settings.shutdown_grace_s)
+
+
+parked_events = typer.Typer(help="Events a consumer could not apply, set aside.", no_args_is_help=True)
+app.add_typer(parked_events, name="parked")
+
+
+@parked_events.command("list")
+def list_parked(consumer: Annotated[str, typer.Option(help="only this consumer's")] = "",
+                resolved: Annotated[bool, typer.Option(help="include retried ones")] = False) -> None:
+    """Parked events with the error each one failed with, oldest first."""
+    rows = parked.list_parked(bootstrap_runtime(Settings()).engine, consumer or None, resolved)
+    for row in rows:
+        event = parked.as_json(row)
+        state = f"resolved {event['resolved_at']}" if row.resolved_at else f"parked {event['parked_at']}"
+        console.print(f"[bold]#{row.id}[/] {row.consumer} {row.topic}/{row.partition}/{row.offset} "
+                      f"key={row.key} attempts={row.attempts} {state}", soft_wrap=True)
+        console.print(f"    {row.error}", soft_wrap=True, markup=False, highlight=False)
+    if not rows:
+        console.print("no parked events")
+
+
+@parked_events.command("retry")
+def retry_parked(parked_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Apply a parked event again with its consumer's handler."""
+    runtime = bootstrap_runtime(Settings())
+    try:
+        parked.retry(projector_for(runtime, parked.consumer_of(runtime.engine, parked_id)), parked_id)
+    except KeyError:
+        console.print(f"[red]no parked event {parked_id}[/]")
+        raise typer.Exit(1) from None
+    except parked.RetryRefused as refused:
+        console.print(f"[red]parked event {parked_id} failed again:[/] {refused}")
+        raise typer.Exit(1) from None
+    console.print(f"parked event {parked_id} applied")
+
+
+@app.command()
+def replay(projection: Annotated[str, typer.Argument(help="identity, profile, segments or all")],
+           dry_run: Annotated[bool, typer.Option(help="rebuild and compare, don't swap")] = False) -> None:
+    """Rebuild projections from the start of the log into fresh tables and swap them in."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from services.runtime import replay as replays
+
+    runtime = bootstrap_runtime(Settings())
+    handlers = replays.replayable(runtime)
+    names = list(handlers) if projection == "all" else [projection]
+    if unknown := [n for n in names if n not in handlers]:
+        console.print(f"[red]unknown projection {unknown[0]}[/]; known: {', '.join(handlers)}, all")
+        raise typer.Exit(2)
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as bar:
+        for name in names:
+            task = bar.add_task(name, total=None)
+            try:
+                report = replays.rebuild(runtime, handlers[name], swap=not dry_run,
+                                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+            except replays.ReplayAborted as aborted:
+                console.print(f"[red]{name}: replay aborted:[/] {aborted}")
+                raise typer.Exit(1) from None
+            differing = {t: d for t, d in report.differences.items() if any(d)}
+            console.print(f"{name}: {report.records} records replayed, "
+                          f"{'swapped in' if report.swapped else 'not swapped (dry run)'}; "
+                          + (f"rows that differed (live, rebuilt): {differing}" if differing
+                             else "rebuilt tables equal the live ones"))
 
 
 if __name__ == "__main__":

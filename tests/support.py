@@ -86,3 +86,30 @@ def caught_up(runtime: Runtime, consumer: str, records: int) -> bool:
         applied = session.scalar(select(func.coalesce(func.sum(ConsumerOffset.next_offset), 0))
                                  .where(ConsumerOffset.consumer == consumer))
     return applied >= records
+
+
+class Clock:
+    """A clock a test moves by hand (set `moment`)."""
+
+    def __init__(self, moment):
+        self.moment = moment
+
+    def __call__(self):
+        return self.moment
+
+
+class running_projectors:
+    """Runs the handlers' projectors in threads for the `with` block, then stops them."""
+
+    def __init__(self, runtime: Runtime, *handlers):
+        self.projectors = [runtime.projector(handler) for handler in handlers]
+
+    def __enter__(self):
+        self.threads = [projector.start() for projector in self.projectors]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for projector in self.projectors:
+            projector.stop.set()
+        for thread in self.threads:
+            thread.join(30)

@@ -1,27 +1,33 @@
-"""Segment-compatible HTTP routes: the write key is the Basic auth username."""
+"""Segment- and RudderStack-compatible HTTP routes, the browser SDK's settings, and webhooks.
+
+Every route here answers with CORS headers (errors too), so browsers can send to it.
+The write key is the HTTP Basic username, or `writeKey` in the body.
+"""
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from typing import Annotated, Any
+import zlib
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
-from services.ingest.domain.messages import Rejection
+from services.ingest.domain.mapping import messages_from
+from services.ingest.domain.wire import (CALLS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, SHORT_PATHS,
+                                         batch_items, call_of, write_key_in)
 from services.ingest.service import Ingest
-from services.ingest.tables import Source
-from services.runtime.http import ApiError
+from services.runtime.http import ApiError, error_body
+from services.runtime.log import LogUnavailable
 
-router = APIRouter(tags=["ingest"])
-
-
-def get_ingest(request: Request) -> Ingest:
-    return Ingest(request.app.state.engine, request.app.state.log)
-
-
-IngestDep = Annotated[Ingest, Depends(get_ingest)]
+CORS = {"Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding, X-Retry-Count",
+        "Access-Control-Expose-Headers": "Retry-After", "Access-Control-Max-Age": "86400"}
+ANY_JSON = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "additionalProperties": True}},
+    "text/plain": {"schema": {"type": "string"}}}}}
 
 
 def write_key_of(request: Request) -> str | None:
@@ -34,44 +40,153 @@ def write_key_of(request: Request) -> str | None:
         return None
 
 
-async def authenticated_source(request: Request, ingest: IngestDep) -> Source:
-    write_key = write_key_of(request)
-    if write_key is None:
-        raise ApiError(401, "unauthorized", "a write key is required as the HTTP Basic username",
-                       "Authorization", {"WWW-Authenticate": 'Basic realm="rapport"'})
-    source = await run_in_threadpool(ingest.source, write_key)
-    if source is None or not source.enabled:
-        raise ApiError(401, "unauthorized", "unknown or disabled write key", "Authorization")
-    return source
+def with_cors(request: Request, response: Response) -> Response:
+    origin = request.headers.get("origin")
+    response.headers.update(CORS)
+    response.headers["Access-Control-Allow-Origin"] = origin or "*"
+    if origin:
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Vary"] = "Origin"
+    return response
 
 
-SourceDep = Annotated[Source, Depends(authenticated_source)]
-
-
-async def json_body(request: Request) -> Any:
-    """The body as JSON whatever the Content-Type says (browser SDKs send text/plain)."""
+async def answered(request: Request, work) -> Response:
+    """Run `work`, answering its result or its error as JSON with CORS headers."""
     try:
-        return json.loads(await request.body())
+        status, body = await work()
+        response = JSONResponse(body, status_code=status)
+    except ApiError as error:
+        response = JSONResponse(error_body(error.code, error.message, error.field),
+                                status_code=error.status, headers=error.headers)
+    except LogUnavailable as error:
+        response = JSONResponse(error_body("log_unavailable", f"the event log can't take writes: {error}"),
+                                status_code=503, headers={"Retry-After": "1"})
+    return with_cors(request, response)
+
+
+async def body_bytes(request: Request, limit: int) -> bytes:
+    """The body, un-gzipped, refusing with 413 what would be over `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if request.headers.get("content-encoding", "").strip().lower() in ("gzip", "x-gzip"):
+        raw = _gunzipped(raw, limit)
+    return raw
+
+
+def _gunzipped(raw: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, limit + 1)  # never inflates more than the limit
+    except zlib.error as error:
+        raise ApiError(400, "invalid_gzip", f"the body is not valid gzip: {error}", "body") from None
+    if len(out) > limit:
+        raise _too_large(limit)
+    return out
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"a request may be at most {limit // 1024} KB", "body")
+
+
+def parsed(raw: bytes) -> Any:
+    """JSON whatever the Content-Type says (browser SDKs send text/plain)."""
+    try:
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}", "body") from None
 
 
-async def _accept(kind: str, request: Request, source: Source, ingest: Ingest) -> dict:
-    body = await json_body(request)
-    try:
-        await run_in_threadpool(ingest.accept, source, kind, body)
-    except Rejection as rejection:
-        raise ApiError(400, rejection.rule, rejection.message, rejection.field) from None
-    return {"success": True}
+def router_for(ingest: Ingest) -> APIRouter:
+    router = APIRouter(tags=["ingest"])
+
+    def call_route(kind: str):
+        async def endpoint(request: Request) -> Response:
+            return await answered(request, lambda: _take(ingest, request, kind))
+        endpoint.__name__ = f"ingest_{kind}"
+        return endpoint
+
+    for kind in (*CALLS, "batch"):
+        paths = [f"/v1/{kind}"] + [f"/v1/{short}" for short, long in SHORT_PATHS.items() if long == kind]
+        for path in paths:
+            router.add_api_route(path, call_route(kind), methods=["POST"], openapi_extra=ANY_JSON,
+                                 summary=f"Segment {kind} call", include_in_schema=path == paths[0])
+            router.add_api_route(path, preflight, methods=["OPTIONS"], include_in_schema=False)
+
+    @router.get("/v1/projects/{write_key}/settings")
+    async def project_settings(write_key: str, request: Request) -> Response:
+        """What the Segment browser SDK (analytics-next) loads to send its events here."""
+        async def work():
+            await run_in_threadpool(ingest.authenticated, write_key)
+            return 200, browser_settings(request, write_key)
+        return await answered(request, work)
+
+    @router.post("/v1/webhooks/{mapping}", openapi_extra=ANY_JSON)
+    async def webhook(mapping: str, request: Request) -> Response:
+        """A webhook of a tool without an SDK (shop, help desk, social), mapped to canonical events."""
+        return await answered(request, lambda: _webhook(ingest, request, mapping))
+
+    router.add_api_route("/v1/projects/{write_key}/settings", preflight, methods=["OPTIONS"],
+                         include_in_schema=False)
+    router.add_api_route("/v1/webhooks/{mapping}", preflight, methods=["OPTIONS"], include_in_schema=False)
+    return router
 
 
-@router.post("/v1/track")
-async def track(request: Request, source: SourceDep, ingest: IngestDep) -> dict:
-    """Record an action a person took (Segment's track call)."""
-    return await _accept("track", request, source, ingest)
+async def preflight(request: Request) -> Response:
+    return with_cors(request, Response(status_code=204))
 
 
-@router.post("/v1/identify")
-async def identify(request: Request, source: SourceDep, ingest: IngestDep) -> dict:
-    """Tie a person to their identifiers and traits (Segment's identify call)."""
-    return await _accept("identify", request, source, ingest)
+async def _take(ingest: Ingest, request: Request, kind: str) -> tuple[int, dict]:
+    raw = await body_bytes(request, MAX_EVENT_BYTES if kind in CALLS else MAX_REQUEST_BYTES)
+    body = parsed(raw)  # first: the write key may be in it
+    source = await run_in_threadpool(ingest.authenticated, write_key_of(request) or write_key_in(body))
+    if kind == "batch" and not (isinstance(body, dict) and isinstance(body.get("batch"), list)):
+        raise ApiError(400, "invalid_batch", "batch: must be a list of messages", "batch")
+    items = ([(call_of(item), item) for item in batch_items(body)] if kind == "batch"
+             else [(kind, body)])
+    outcome = await run_in_threadpool(_receive, ingest, source, items)
+    if kind != "batch" and outcome.rejected:
+        error = outcome.rejected[0]["error"]
+        raise ApiError(400, error["code"], error["message"], error["field"])
+    return 200, {"success": True, **({"rejected": outcome.rejected} if outcome.rejected else {})}
+
+
+def _receive(ingest: Ingest, source, items):
+    ingest.admit(source, len(items))
+    return ingest.receive(source, items)
+
+
+async def _webhook(ingest: Ingest, request: Request, name: str) -> tuple[int, dict]:
+    write_key = write_key_of(request) or request.query_params.get("writeKey")
+    source = await run_in_threadpool(ingest.authenticated, write_key)
+    mapping = ingest.mappings.get(name)
+    if mapping is None:
+        raise ApiError(404, "unknown_mapping", f"no webhook mapping named {name!r}", "mapping")
+    payload = parsed(await body_bytes(request, MAX_REQUEST_BYTES))
+    items = [(call_of(message), message) for message in messages_from(mapping, payload)]
+    outcome = await run_in_threadpool(_receive, ingest, source, items)
+    return 200, {"success": True, "accepted": outcome.accepted, "duplicates": outcome.duplicates,
+                 **({"rejected": outcome.rejected} if outcome.rejected else {})}
+
+
+def browser_settings(request: Request, write_key: str) -> dict:
+    """The CDN settings analytics-next reads: its Segment.io destination points at this host."""
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
+    scheme = request.headers.get("x-forwarded-proto") or request.url.scheme
+    calls = {call: {"__default": {"enabled": True, "integrations": {}}} for call in ("track", "identify", "group")}
+    return {
+        "integrations": {"Segment.io": {"apiKey": write_key, "apiHost": f"{host}/v1", "protocol": scheme,
+                                        "unbundledIntegrations": [], "addBundledMetadata": True,
+                                        "maybeBundledConfigIds": {},
+                                        "versionSettings": {"version": "4.4.7", "componentTypes": ["browser"]}}},
+        "plan": calls, "edgeFunction": {}, "analyticsNextEnabled": True, "middlewareSettings": {},
+        "enabledMiddleware": {}, "metrics": {"sampleRate": 0}, "legacyVideoPluginsEnabled": False,
+        "remotePlugins": [], "consentSettings": {"allCategories": []},
+    }

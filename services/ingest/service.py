@@ -1,43 +1,196 @@
-"""Ingest's edge: find the source, validate, append to events.raw or events.rejected."""
+"""Ingest's edge: find the source, check each message, append to events.raw or events.rejected."""
 from __future__ import annotations
 
 import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from services.ingest.catalogue import tracking_plan, webhook_mappings
 from services.ingest.domain.messages import Rejection, canonical, partition_key
+from services.ingest.domain.normalise import normalised_identifiers
+from services.ingest.domain.plan import TrackingPlan, Violation, blocks, checked, describe, with_violations
+from services.ingest.domain.ratelimit import TokenBucket
+from services.ingest.domain.wire import MAX_EVENT_BYTES, size_of
+from services.ingest.records import IngestRecords
+from services.ingest.sources import SourceView
 from services.ingest.tables import Source
-from services.runtime import topics
+from services.runtime import metrics, topics
 from services.runtime.clock import format_time, now
 from services.runtime.db import reading
+from services.runtime.http import ApiError
 from services.runtime.log import Log, Message
+from services.runtime.settings import Settings
+
+
+class Blocked(Rejection):
+    """An event its source's tracking plan blocks."""
+
+    def __init__(self, violations: list[Violation]):
+        super().__init__(violations[0].field, "plan_violation", describe(violations))
+        self.message = describe(violations)
+        self.violations = violations
+
+
+@dataclass
+class Outcome:
+    """What became of the messages of one request."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict] = field(default_factory=list)  # {"index", "error": {code, message, field}}
+
+
+@dataclass
+class _Checked:
+    events: list[dict] = field(default_factory=list)
+    rejected: list[tuple[int, str | None, Any, Rejection]] = field(default_factory=list)
+    violations: list[dict] = field(default_factory=list)
 
 
 class Ingest:
-    def __init__(self, engine: Engine, log: Log):
-        self.engine, self.log = engine, log
+    def __init__(self, engine: Engine, log: Log, settings: Settings, plan: TrackingPlan | None = None):
+        self.engine, self.log, self.settings = engine, log, settings
+        self.plan = plan or tracking_plan()
+        self.mappings = webhook_mappings(settings.ingest_webhook_mappings_dir)
+        self.records = IngestRecords(engine, settings.ingest_dedupe_window_s)
+        self._keys: dict[str, tuple[SourceView | None, float]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
 
-    def source(self, write_key: str) -> Source | None:
+    # --- who is sending ---------------------------------------------------------------
+
+    def source(self, write_key: str) -> SourceView | None:
+        """The source of a write key, cached for `ingest_key_cache_s` (unknown keys too)."""
+        cached = self._keys.get(write_key)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         with reading(self.engine) as session:
-            return session.scalars(select(Source).where(Source.write_key == write_key)).first()
+            row = session.scalars(select(Source).where(Source.write_key == write_key)).first()
+            view = SourceView.of(row) if row is not None else None
+        if len(self._keys) > 10_000:
+            self._keys.clear()  # bounds memory against random keys; a miss costs one query
+        self._keys[write_key] = (view, time.monotonic() + self.settings.ingest_key_cache_s)
+        return view
 
-    def accept(self, source: Source, kind: str, body: Any) -> dict:
-        """Append a valid message to events.raw; returns only once the log has it durably.
+    def forget_keys(self) -> None:
+        """Drop cached keys, so an admin change in this process applies at once."""
+        self._keys.clear()
 
-        An invalid one is kept on events.rejected with its reason, then raised.
+    def authenticated(self, write_key: str | None) -> SourceView:
+        if not write_key:
+            raise ApiError(401, "unauthorized", "a write key is required: the HTTP Basic username, "
+                           "or writeKey in the body", "Authorization",
+                           {"WWW-Authenticate": 'Basic realm="rapport"'})
+        source = self.source(write_key)
+        if source is None or not source.enabled:
+            raise ApiError(401, "unauthorized", "unknown or disabled write key", "Authorization")
+        return source
+
+    def admit(self, source: SourceView, count: int) -> None:
+        """Raise 429 with Retry-After past the per-key rate."""
+        at = time.monotonic()
+        with self._lock:
+            bucket = self._buckets.get(source.id)
+            if bucket is None:
+                bucket = self._buckets[source.id] = TokenBucket.full(
+                    self.settings.ingest_rate_per_key, self.settings.ingest_burst_per_key, at)
+            wait = bucket.take(count, at)
+        if wait > 0:
+            raise ApiError(429, "rate_limited", f"this write key is over {self.settings.ingest_rate_per_key:g} "
+                           "events a second; retry later", "Authorization",
+                           {"Retry-After": str(max(1, math.ceil(wait)))})
+
+    # --- taking messages in -----------------------------------------------------------
+
+    def receive(self, source: SourceView, items: list[tuple[str | None, Any]]) -> Outcome:
+        """Append the valid messages to events.raw, the rest to events.rejected.
+
+        Returns only once the log has them durably; raises LogUnavailable if it can't.
+        A messageId this source sent within the dedupe window is acknowledged, counted
+        and not appended again.
         """
         received_at = now()
-        try:
-            event = canonical(kind, body, source.id, received_at)
-        except Rejection as rejection:
-            self.log.append(topics.EVENTS_REJECTED, [Message.of(source.id, {
-                "sourceId": source.id, "kind": kind, "receivedAt": format_time(received_at),
-                "reason": rejection.as_error(), "payload": _printable(body)})])
-            raise
-        self.log.append(topics.EVENTS_RAW, [Message.of(partition_key(event), event)])
-        return event
+        checked_ = self._check(source, items, received_at)
+        fresh, duplicates = self._fresh(source, checked_.events)
+        self.log.append(topics.EVENTS_RAW, [Message.of(partition_key(e), e) for e in fresh])
+        self.records.remember(source.id, [e["messageId"] for e in fresh], duplicates)
+        self.log.append(topics.EVENTS_REJECTED, [
+            _rejected_message(source, kind, body, rejection, received_at)
+            for _i, kind, body, rejection in checked_.rejected])
+        self.records.violations(checked_.violations)
+        _count(source.id, len(fresh), duplicates, [r for *_, r in checked_.rejected])
+        return Outcome(len(fresh), duplicates, [{"index": i, "error": r.as_error()}
+                                                for i, _k, _b, r in checked_.rejected])
+
+    def _check(self, source: SourceView, items, received_at: datetime) -> _Checked:
+        result = _Checked()
+        for index, (kind, body) in enumerate(items):
+            try:
+                result.events.append(self._event(source, kind, body, received_at, result.violations))
+            except Rejection as rejection:
+                result.rejected.append((index, kind, body, rejection))
+        return result
+
+    def _event(self, source: SourceView, kind: str | None, body: Any, received_at: datetime,
+               violations: list[dict]) -> dict:
+        if kind is None:
+            raise Rejection("type", "unknown_type", "must be one of track, identify, page, screen, group, alias")
+        if size_of(body) > MAX_EVENT_BYTES:
+            raise Rejection("body", "too_large", f"an event may be at most {MAX_EVENT_BYTES // 1024} KB")
+        event = canonical(kind, body, source.id, received_at)
+        if identifiers := normalised_identifiers(event):
+            event["normalised"] = identifiers
+        if not checked(source.plan_mode):
+            return event
+        found = self.plan.violations(event)
+        violations += [_violation_row(source, event, v, blocks(source.plan_mode, found), received_at)
+                       for v in found]
+        if blocks(source.plan_mode, found):
+            raise Blocked(found)
+        return with_violations(event, found) if found else event
+
+    def _fresh(self, source: SourceView, events: list[dict]) -> tuple[list[dict], int]:
+        """Events whose messageId is new: not seen within the window, nor earlier in this request."""
+        seen = self.records.duplicates(source.id, (e["messageId"] for e in events))
+        fresh = []
+        for event in events:
+            if event["messageId"] not in seen:
+                seen.add(event["messageId"])
+                fresh.append(event)
+        return fresh, len(events) - len(fresh)
+
+
+def _count(source_id: str, accepted: int, duplicates: int, rejections: list[Rejection]) -> None:
+    """Prometheus counters, once the log has everything durably."""
+    if accepted:
+        metrics.event_accepted(source_id, accepted)
+    if duplicates:
+        metrics.event_deduplicated(source_id, duplicates)
+    for rejection in rejections:
+        metrics.event_rejected(source_id, rejection.rule)
+
+
+def _violation_row(source: SourceView, event: dict, violation: Violation, blocked: bool,
+                   at: datetime) -> dict:
+    return {"source_id": source.id, "message_id": event["messageId"], "event": event.get("event"),
+            "type": violation.type, "field": violation.field[:200],
+            "description": violation.description[:1000], "blocked": blocked, "at": at}
+
+
+def _rejected_message(source: SourceView, kind: str | None, body: Any, rejection: Rejection,
+                      received_at: datetime) -> Message:
+    value = {"sourceId": source.id, "kind": kind, "receivedAt": format_time(received_at),
+             "reason": rejection.as_error(), "payload": _printable(body)}
+    if isinstance(rejection, Blocked):
+        value["violations"] = [v.as_dict() for v in rejection.violations]
+    return Message.of(source.id, value)
 
 
 def _printable(body: Any) -> Any:

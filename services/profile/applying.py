@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from services.profile.domain.traits import TraitValue, traits_of, winners
-from services.profile.tables import Profile, ProfileAlias, ProfileEvent, ProfileIdentity, ProfileTrait
+from services.profile.domain.traits import TraitValue, consent_of, traits_of, winners
+from services.profile.tables import (Profile, ProfileAlias, ProfileConsent, ProfileEvent, ProfileIdentity,
+                                     ProfileTrait)
 from services.runtime.clock import parse_time
 from services.runtime.db import insert_new_rows, upsert
 from services.runtime.envelope import as_object
@@ -27,17 +28,17 @@ def survivors_of(session: Session, profile_ids: set[str]) -> dict[str, str]:
     return {p: aliases.get(p, p) for p in profile_ids}
 
 
-def traits_by_profile(session: Session, profile_ids) -> dict[str, dict[str, TraitValue]]:
+def traits_by_profile(session: Session, profile_ids, model=ProfileTrait) -> dict[str, dict[str, TraitValue]]:
+    """Last-write-wins values (traits, or consent with model=ProfileConsent) per profile."""
     found: dict[str, dict[str, TraitValue]] = defaultdict(dict)
-    for r in session.scalars(select(ProfileTrait).where(ProfileTrait.profile_id.in_(list(profile_ids)))):
+    for r in session.scalars(select(model).where(model.profile_id.in_(list(profile_ids)))):
         found[r.profile_id][r.name] = TraitValue(r.value, r.at, r.message_id, r.source)
     return found
 
 
-def write_traits(session: Session, writes: dict[tuple[str, str], TraitValue]) -> None:
-    upsert(session, ProfileTrait, [{"profile_id": p, "name": n, "value": t.value, "at": t.at,
-                                    "message_id": t.message_id, "source": t.source}
-                                   for (p, n), t in writes.items()],
+def write_traits(session: Session, writes: dict[tuple[str, str], TraitValue], model=ProfileTrait) -> None:
+    upsert(session, model, [{"profile_id": p, "name": n, "value": t.value, "at": t.at,
+                             "message_id": t.message_id, "source": t.source} for (p, n), t in writes.items()],
            keys=["profile_id", "name"], update=TRAIT_COLUMNS)
 
 
@@ -46,31 +47,62 @@ def channel_of(event: dict) -> str | None:
     return channel[:32] if isinstance(channel, str) and channel else None
 
 
-def timeline_row(profile_id: str, event: dict) -> dict:
+def timeline_row(profile_id: str, event: dict, version: int) -> dict:
     return {"profile_id": profile_id, "message_id": event["messageId"], "type": event["type"],
             "name": event.get("event"), "timestamp": parse_time(event["timestamp"]),
             "properties": as_object(event.get("properties")), "source": event.get("sourceId"),
-            "channel": channel_of(event)}
+            "channel": channel_of(event), "traits": traits_of(event), "consent": consent_of(event),
+            "version": version}
 
 
-def apply_events(session: Session, messages: list[dict]) -> dict[str, set[str]]:
-    """Apply resolved events; answers the profiles they changed, each with its changed trait names."""
+def apply_events(session: Session, messages: list[dict]) -> tuple[dict[str, set[str]], set[str]]:
+    """Apply resolved events; answers the profiles they changed (each with its changed trait
+    names), and the profiles that lost events moved elsewhere (to rebuild from the rest).
+
+    Each message is held by one profile at a given version: a redelivered or older copy
+    changes nothing; a newer one held by another profile moves there (docs/identity.md)."""
     owner = survivors_of(session, {m["profile_id"] for m in messages})
-    rows = {}
-    for m in messages:  # first copy wins within the run
-        rows.setdefault((owner[m["profile_id"]], m["event"]["messageId"]), (timeline_row(owner[m["profile_id"]], m["event"]), m))
-    new = insert_new_rows(session, ProfileEvent, [row for row, _ in rows.values()], ["profile_id", "message_id"])
+    latest: dict[str, tuple[dict, dict]] = {}
+    for m in messages:  # per message, the highest version in the run; the first copy on ties
+        row = timeline_row(owner[m["profile_id"]], m["event"], m.get("version", 0))
+        if row["message_id"] not in latest or row["version"] > latest[row["message_id"]][0]["version"]:
+            latest[row["message_id"]] = (row, m)
+    fresh, moved_from = _sort_out(session, latest)
+    insert_new_rows(session, ProfileEvent, [row for row, _ in fresh], ["profile_id", "message_id"])
     upsert(session, ProfileIdentity, list({(i["type"], i["value"], owner[m["profile_id"]]): {
         "type": i["type"], "value": i["value"], "profile_id": owner[m["profile_id"]]}
         for m in messages for i in m.get("identifiers", [])}.values()), keys=["type", "value", "profile_id"])
-    fresh = [(row, m) for key, (row, m) in rows.items() if key in new]
     if not fresh:
-        return {}
+        return {}, moved_from
     _count(session, [row for row, _ in fresh])
     changed = {row["profile_id"]: set() for row, _ in fresh}
-    for profile_id, name in _merge_traits(session, fresh):
+    for profile_id, name in _merge_traits(session, fresh, traits_of, ProfileTrait):
         changed[profile_id].add(name)
-    return changed
+    for profile_id, purpose in _merge_traits(session, fresh, consent_of, ProfileConsent):
+        changed[profile_id].add(f"consent.{purpose}")
+    return changed, moved_from
+
+
+def _sort_out(session: Session, latest: dict[str, tuple[dict, dict]]) -> tuple[list, set[str]]:
+    """Which messages are new to their profile; a move takes the event from its old holder."""
+    held = {mid: (pid, version) for mid, pid, version in session.execute(
+        select(ProfileEvent.message_id, ProfileEvent.profile_id, ProfileEvent.version)
+        .where(ProfileEvent.message_id.in_(list(latest))))}
+    fresh, moved_from = [], set()
+    for mid, (row, message) in latest.items():
+        holder, version = held.get(mid, (None, None))
+        if holder is not None and row["version"] <= version:
+            continue  # redelivered, or an older copy arriving late
+        if holder == row["profile_id"]:  # re-published to the profile that has it
+            session.execute(update(ProfileEvent).where(ProfileEvent.profile_id == holder,
+                                                       ProfileEvent.message_id == mid).values(version=row["version"]))
+            continue
+        if holder is not None:
+            session.execute(delete(ProfileEvent).where(ProfileEvent.profile_id == holder,
+                                                       ProfileEvent.message_id == mid))
+            moved_from.add(holder)
+        fresh.append((row, message))
+    return fresh, moved_from
 
 
 def _count(session: Session, rows: list[dict]) -> None:
@@ -88,16 +120,16 @@ def _count(session: Session, rows: list[dict]) -> None:
         profile.version += 1
 
 
-def _merge_traits(session: Session, fresh: list[tuple[dict, dict]]) -> set[tuple[str, str]]:
-    """Last write wins per trait; answers (profile, trait) pairs whose value changed."""
-    current = traits_by_profile(session, {row["profile_id"] for row, _ in fresh})
+def _merge_traits(session: Session, fresh: list[tuple[dict, dict]], stated, model) -> set[tuple[str, str]]:
+    """Last write wins per name (of `stated(event)`); answers (profile, name) pairs whose value changed."""
+    current = traits_by_profile(session, {row["profile_id"] for row, _ in fresh}, model)
     before = {pid: {n: t.value for n, t in traits.items()} for pid, traits in current.items()}
     writes: dict[tuple[str, str], TraitValue] = {}
     for row, message in fresh:
         event, pid = message["event"], row["profile_id"]
         incoming = {name: TraitValue(value, row["timestamp"], event["messageId"], event.get("sourceId"))
-                    for name, value in traits_of(event).items()}
+                    for name, value in stated(event).items()}
         for name, value in winners(current[pid], incoming).items():
             current[pid][name] = writes[(pid, name)] = value
-    write_traits(session, writes)
+    write_traits(session, writes, model)
     return {(pid, name) for pid, name in writes if before.get(pid, {}).get(name) != writes[(pid, name)].value}

@@ -13,12 +13,17 @@ from sqlalchemy.orm import Session
 from services.profile.applying import apply_events, survivors_of, traits_by_profile, write_traits
 from services.profile.computation import Computation
 from services.profile.domain.traits import TraitValue, visible, winners
-from services.profile.tables import Profile, ProfileAlias, ProfileEvent, ProfileIdentity, ProfileTrait
+from services.profile.tables import (Profile, ProfileAlias, ProfileConsent, ProfileEvent, ProfileIdentity,
+                                     ProfileTrait)
 from services.runtime import topics
 from services.runtime.clock import format_time
 from services.runtime.db import upsert
 from services.runtime.log import Message, Record
 from services.runtime.projector import Output
+
+
+KINDS = ("event", "merge", "split")  # others (refusal) are for other readers
+EVERYTHING = "*"  # a changed name meaning: re-evaluate whatever reads this profile
 
 
 class ProfileHandler:
@@ -31,17 +36,27 @@ class ProfileHandler:
     def apply(self, session: Session, batch: list[Record]) -> list[Output]:
         changed: dict[str, set[str]] = {}  # profile id -> names of the traits that changed
         absorbed: dict[str, str] = {}
-        messages = [record.json() for record in batch]
-        for is_merge, run in groupby(messages, key=lambda m: m["kind"] == "merge"):
-            if is_merge:
-                for merge in run:
-                    merge_profiles(session, merge["survivor"], merge["absorbed"], changed, absorbed)
-            else:
-                for profile_id, names in sorted(apply_events(session, list(run)).items()):
-                    changed.setdefault(profile_id, set()).update(names)
-        survivors = [p for p in changed if p not in absorbed]
+        emptied: set[str] = set()  # split apart, waiting for their re-published events
+        messages = [m for m in (record.json() for record in batch) if m["kind"] in KINDS]
+        for kind, run in groupby(messages, key=lambda m: m["kind"]):
+            for message in run if kind != "event" else [list(run)]:
+                if kind == "event":
+                    applied, moved_from = apply_events(session, message)
+                    for profile_id, names in sorted(applied.items()):
+                        changed.setdefault(profile_id, set()).update(names)
+                    for profile_id in sorted(moved_from):
+                        rebuild_profile(session, profile_id, changed, emptied)
+                elif kind == "merge":
+                    merge_profiles(session, message["survivor"], message["absorbed"], changed, absorbed)
+                else:
+                    split_profile(session, message, changed, emptied)
+        session.flush()
+        emptied = {p for p in emptied if session.get(Profile, p) is None}  # not refilled in this batch
+        survivors = [p for p in changed if p not in absorbed and p not in emptied]
         return ([(topics.PROFILES_CHANGED, Message.of(a, {"profile_id": a, "merged_into": s}))
-                 for a, s in absorbed.items()] + self.recompute(session, survivors, changed))
+                 for a, s in absorbed.items()] +
+                [(topics.PROFILES_CHANGED, Message.of(p, {"profile_id": p, "removed": True}))
+                 for p in sorted(emptied)] + self.recompute(session, survivors, changed))
 
     def recompute(self, session: Session, profile_ids: list[str],
                   trait_changes: dict[str, set[str]] | None = None) -> list[Output]:
@@ -54,15 +69,17 @@ class ProfileHandler:
         profiles = {p.profile_id: p for p in session.scalars(
             select(Profile).where(Profile.profile_id.in_(profile_ids)))}
         traits = traits_by_profile(session, profiles)
+        consent = traits_by_profile(session, profiles, ProfileConsent)
         computed_before = {p: dict(profile.computed or {}) for p, profile in profiles.items()}
         self.computation.refresh_many(session, list(profiles.values()), definitions)
         outputs = []
-        for profile_id in profile_ids:
+        for profile_id in (p for p in profile_ids if p in profiles):
             profile = profiles[profile_id]
             profile.version += 1
-            change = snapshot_of(profile, traits[profile_id])
-            change["changed"] = sorted(set((trait_changes or {}).get(profile_id, ())) |
-                                       changed_keys(computed_before[profile_id], change["computed"]))
+            change = snapshot_of(profile, traits[profile_id], consent[profile_id])
+            names = set((trait_changes or {}).get(profile_id, ())) | changed_keys(
+                computed_before[profile_id], change["computed"])
+            change["changed"] = None if EVERYTHING in names else sorted(names)
             outputs.append((topics.PROFILES_CHANGED, Message.of(profile_id, change)))
         return outputs
 
@@ -76,17 +93,66 @@ def merge_profiles(session: Session, survivor: str, absorbed: str, changed: dict
     session.flush()
     _move_timeline(session, absorbed, survivor)
     _move_identities(session, absorbed, survivor)
-    both = traits_by_profile(session, [survivor, absorbed])
-    taken = winners(both[survivor], both[absorbed])
-    write_traits(session, {(survivor, n): t for n, t in taken.items()})
-    session.execute(delete(ProfileTrait).where(ProfileTrait.profile_id == absorbed))
+    taken = {}
+    for model, prefix in ((ProfileTrait, ""), (ProfileConsent, "consent.")):
+        both = traits_by_profile(session, [survivor, absorbed], model)
+        moved = winners(both[survivor], both[absorbed])
+        write_traits(session, {(survivor, n): t for n, t in moved.items()}, model)
+        session.execute(delete(model).where(model.profile_id == absorbed))
+        taken |= {prefix + n: t for n, t in moved.items()
+                  if both[survivor].get(n) is None or both[survivor][n].value != t.value}
     _recount(session, survivor, session.get(Profile, absorbed))
     session.execute(update(ProfileAlias).where(ProfileAlias.survivor == absorbed).values(survivor=survivor))
     session.add(ProfileAlias(absorbed=absorbed, survivor=survivor))
     session.flush()
-    changed.setdefault(survivor, set()).update(
-        n for n, t in taken.items() if both[survivor].get(n) is None or both[survivor][n].value != t.value)
+    changed.setdefault(survivor, set()).update(taken)
     absorbed_now[absorbed] = survivor
+
+
+def split_profile(session: Session, split: dict, changed: dict, emptied: set) -> None:
+    """Undo a link the identity service took back (docs/identity.md): aliases follow the split
+    and each part gets its identifiers; its events then arrive re-published with a higher
+    version and move (apply_events), each profile that lost some rebuilt from the rest."""
+    for alias, target in (split.get("aliases") or {}).items():
+        session.execute(delete(ProfileAlias).where(ProfileAlias.absorbed == alias))
+        if target is not None and target != alias:
+            session.add(ProfileAlias(absorbed=alias, survivor=target))
+    profile_id = split["profile_id"]
+    if profile_id in (split.get("parts") or {}):
+        session.execute(delete(ProfileIdentity).where(ProfileIdentity.profile_id == profile_id))
+        upsert(session, ProfileIdentity, [{"type": i["type"], "value": i["value"], "profile_id": profile_id}
+                                          for i in split["parts"][profile_id]], keys=["type", "value", "profile_id"])
+    session.flush()
+    if session.get(Profile, profile_id) is not None:
+        changed.setdefault(profile_id, set()).add(EVERYTHING)
+    elif profile_id == split.get("from"):
+        emptied.add(profile_id)
+
+
+def rebuild_profile(session: Session, profile_id: str, changed: dict, emptied: set) -> None:
+    """Counts, traits and consent from the profile's remaining events (some moved away);
+    a profile left with none is deleted."""
+    session.flush()
+    for model in (ProfileTrait, ProfileConsent):
+        session.execute(delete(model).where(model.profile_id == profile_id))
+    _recount(session, profile_id, None)
+    profile = session.get(Profile, profile_id)
+    if profile is None or not profile.event_count:
+        if profile is not None:
+            session.delete(profile)
+        session.execute(delete(ProfileIdentity).where(ProfileIdentity.profile_id == profile_id))
+        emptied.add(profile_id)
+        return
+    events = list(session.scalars(select(ProfileEvent).where(ProfileEvent.profile_id == profile_id)
+                                  .order_by(ProfileEvent.timestamp, ProfileEvent.message_id)))
+    for model, stated in ((ProfileTrait, "traits"), (ProfileConsent, "consent")):
+        current: dict[str, TraitValue] = {}
+        for event in events:
+            incoming = {n: TraitValue(v, event.timestamp, event.message_id, event.source)
+                        for n, v in (getattr(event, stated) or {}).items()}
+            current |= winners(current, incoming)
+        write_traits(session, {(profile_id, n): t for n, t in current.items()}, model)
+    changed.setdefault(profile_id, set()).add(EVERYTHING)
 
 
 def changed_keys(before: dict, after: dict) -> set[str]:
@@ -101,15 +167,12 @@ def stored_traits(session: Session, profile_id: str) -> dict[str, TraitValue]:
     return traits_by_profile(session, [profile_id])[profile_id]
 
 
-def snapshot_of(profile: Profile, traits: dict[str, TraitValue]) -> dict:
+def snapshot_of(profile: Profile, traits: dict[str, TraitValue], consent: dict[str, TraitValue]) -> dict:
     """What readers and the segments projector see of a profile."""
     return {"profile_id": profile.profile_id, "version": profile.version, "event_count": profile.event_count,
             "first_seen": format_time(profile.first_seen), "last_seen": format_time(profile.last_seen),
-            "traits": visible(traits), "computed": profile.computed or {}}
-
-
-def snapshot(session: Session, profile_id: str) -> dict:
-    return snapshot_of(session.get(Profile, profile_id), stored_traits(session, profile_id))
+            "traits": visible(traits), "computed": profile.computed or {},
+            "consent": {purpose: given.value for purpose, given in sorted(consent.items())}}
 
 
 def _move_timeline(session: Session, absorbed: str, survivor: str) -> None:
@@ -117,7 +180,8 @@ def _move_timeline(session: Session, absorbed: str, survivor: str) -> None:
     upsert(session, ProfileEvent, [
         {"profile_id": survivor, "message_id": r.message_id, "type": r.type, "name": r.name,
          "timestamp": r.timestamp, "properties": r.properties, "source": r.source,
-         "channel": r.channel} for r in rows], keys=["profile_id", "message_id"])
+         "channel": r.channel, "traits": r.traits, "consent": r.consent, "version": r.version} for r in rows],
+        keys=["profile_id", "message_id"])
     session.execute(delete(ProfileEvent).where(ProfileEvent.profile_id == absorbed))
 
 
@@ -138,8 +202,10 @@ def _recount(session: Session, survivor: str, absorbed: Profile | None) -> None:
         profile = Profile(profile_id=survivor, first_seen=first, last_seen=last, event_count=0, version=0,
                           computed={})
         session.add(profile)
-    if profile is not None:
+    if profile is not None and count:
         profile.event_count, profile.first_seen, profile.last_seen = count, first, last
         profile.version = max(profile.version, absorbed.version if absorbed else 0) + 1
+    elif profile is not None:
+        profile.event_count = 0  # emptied by a split: removed by the caller
     if absorbed is not None:
         session.delete(absorbed)

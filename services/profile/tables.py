@@ -19,16 +19,28 @@ class Profile(Base):
     due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
 
 
-class ProfileTrait(Base):
-    """A trait's winning value with its provenance."""
+class LastWriteWins:
+    """Columns of a value kept per profile and name, the latest event's winning, with provenance."""
 
-    __tablename__ = "profile_traits"
     profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[Any] = mapped_column(Json, nullable=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     message_id: Mapped[str] = mapped_column(String(200))
     source: Mapped[str | None] = mapped_column(String(200))
+
+
+class ProfileTrait(LastWriteWins, Base):
+    """A trait's winning value (null: unset)."""
+
+    __tablename__ = "profile_traits"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class ProfileConsent(LastWriteWins, Base):
+    """Consent per purpose: true given, false withdrawn."""
+
+    __tablename__ = "profile_consent"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # the purpose
 
 
 class ProfileEvent(Base):
@@ -36,13 +48,18 @@ class ProfileEvent(Base):
 
     __tablename__ = "profile_events"
     profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    message_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
     type: Mapped[str] = mapped_column(String(32))
     name: Mapped[str | None] = mapped_column(String(200))
     timestamp: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     properties: Mapped[dict] = mapped_column(Json)
     source: Mapped[str | None] = mapped_column(String(64), nullable=True)
     channel: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # what the event stated, so a profile that loses events can be rebuilt from the rest
+    traits: Mapped[dict] = mapped_column(Json, default=dict, server_default=text("'{}'"))
+    consent: Mapped[dict] = mapped_column(Json, default=dict, server_default=text("'{}'"))
+    # identity re-publishes an event with a higher version when it moves it to another profile
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ProfileAlias(Base):

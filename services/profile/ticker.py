@@ -6,46 +6,45 @@ so a 30-day window drops an order on the day it ages out, not at the next event.
 """
 from __future__ import annotations
 
-import logging
-import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from services.profile.domain.crm import quintile_cuts
 from services.profile.handler import ProfileHandler
-from services.profile.tables import Profile, RfmCuts
+from services.profile.tables import Profile, ProfileEvent, RfmCuts
+from services.runtime.background import BackgroundLoop
 from services.runtime.bootstrap import Runtime
 from services.runtime.db import reading, upsert, writing
 from services.runtime.log import publish_all
+from services.runtime.retention import SWEEP_EVERY_S
 
-logger = logging.getLogger(__name__)
 MAX_WAIT_S = 1.0  # due profiles are recomputed within this of their due time
 
 
-class ProfileTicker:
+class ProfileTicker(BackgroundLoop):
+    name, idle_wait_s = "profile-ticker", MAX_WAIT_S
+
     def __init__(self, handler: ProfileHandler, runtime: Runtime, batch_size: int = 500):
+        super().__init__()
         self.handler, self.engine, self.log = handler, runtime.engine, runtime.log
         self.clock = handler.computation.clock
         self.rfm_every_s, self.batch_size = runtime.settings.rfm_refresh_s, batch_size
         self.rfm_refreshed_at: datetime | None = None
-        self.stop = threading.Event()
+        self.timeline_days, self.swept_at = runtime.settings.timeline_retention_days, None
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, name="profile-ticker", daemon=True)
-        thread.start()
-        return thread
+    def step(self) -> bool:
+        busy = self.tick() == self.batch_size
+        self.refresh_rfm_if_stale()
+        self.forget_old_events_if_due()
+        return busy
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                busy = self.tick() == self.batch_size
-                self.refresh_rfm_if_stale()
-            except Exception:
-                logger.exception("profile ticker failed; retrying")
-                busy = False
-            if not busy:
-                self.stop.wait(MAX_WAIT_S)
+    def forget_old_events_if_due(self) -> None:
+        moment = self.clock()
+        if not self.timeline_days or (self.swept_at and (moment - self.swept_at).total_seconds() < SWEEP_EVERY_S):
+            return
+        forget_old_events(self.engine, moment - timedelta(days=self.timeline_days), moment)
+        self.swept_at = moment
 
     def tick(self) -> int:
         """Recompute the profiles that are due; answers how many."""
@@ -75,3 +74,14 @@ def refresh_rfm(engine, moment: datetime) -> None:
         upsert(session, RfmCuts, [{"dimension": d, "cuts": quintile_cuts(v), "computed_at": moment}
                                   for d, v in dimensions.items()], keys=["dimension"],
                update=["cuts", "computed_at"])
+
+
+def forget_old_events(engine, cutoff: datetime, moment: datetime) -> int:
+    """Timeline retention: events older than `cutoff` go; their profiles are recomputed (so
+    computed traits then cover the retained events; counts of events seen stay)."""
+    with writing(engine) as session:
+        touched = set(session.scalars(select(ProfileEvent.profile_id).where(ProfileEvent.timestamp < cutoff)))
+        gone = session.execute(delete(ProfileEvent).where(ProfileEvent.timestamp < cutoff)).rowcount
+        if touched:
+            session.execute(update(Profile).where(Profile.profile_id.in_(touched)).values(due_at=moment))
+    return gone

@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session
 
 from services.profile.domain.crm import rfm_score
 from services.profile.handler import stored_traits, survivor_of
-from services.profile.tables import Profile, ProfileEvent, ProfileIdentity, RfmCuts
+from services.profile.applying import traits_by_profile
+from services.profile.tables import Profile, ProfileConsent, ProfileEvent, ProfileIdentity, RfmCuts
 from services.runtime.clock import format_time, now, parse_time
 from services.runtime.http import ApiError
-from services.segments.tables import SegmentMember
+from services.segments.tables import LifecycleStage, SegmentMember
 
 
 def existing_profile(session: Session, profile_id: str) -> Profile:
@@ -72,7 +73,18 @@ def view_360(session: Session, profile: Profile, provenance: bool) -> dict:
             "last_seen": format_time(profile.last_seen), "event_count": profile.event_count,
             "identities": identities(session, pid), "traits": traits(session, pid, provenance),
             "computed_traits": computed(session, profile), "segments": memberships(session, pid),
-            "lifecycle_stage": None, "consent": {}}
+            "lifecycle_stage": lifecycle_stage(session, pid), "consent": consent(session, pid)}
+
+
+def lifecycle_stage(session: Session, profile_id: str) -> dict | None:
+    row = session.get(LifecycleStage, profile_id)
+    return {"stage": row.stage, "since": format_time(row.since), "why": row.why} if row else None
+
+
+def consent(session: Session, profile_id: str) -> dict:
+    """Each purpose: given or not, when and from which source."""
+    given = traits_by_profile(session, [profile_id], ProfileConsent)[profile_id]
+    return {p: {"given": c.value, "at": format_time(c.at), "source_id": c.source} for p, c in sorted(given.items())}
 
 
 @dataclass(frozen=True)

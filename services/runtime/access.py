@@ -6,6 +6,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
 
@@ -13,11 +14,13 @@ from fastapi import Depends, Request
 from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from services.runtime import audit
 from services.runtime.clock import now
 from services.runtime.db import Base, Json, UtcDateTime
 from services.runtime.http import ApiError, ReadSession
 
 SCOPES = ("profiles:read", "segments:read", "segments:write", "admin", "privacy")
+AUDITED_SCOPES = ("admin", "privacy")  # every use is audited; other scopes only their writes
 TOKEN_PREFIX = "rpt_"
 
 
@@ -35,22 +38,33 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str, scopes: list[str]) -> str:
-    """Store a new token (hashed) and answer its only plain-text copy."""
+def issue_token(session: Session, name: str, scopes: list[str]) -> tuple[AccessToken, str]:
+    """Store a new token (hashed); answers its row and its only plain-text copy."""
     unknown = set(scopes) - set(SCOPES)
     if unknown:
         raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(AccessToken(id=secrets.token_hex(8), name=name, token_hash=_digest(token),
-                            scopes=scopes, created_at=now()))
-    return token
+    row = AccessToken(id=secrets.token_hex(8), name=name, token_hash=_digest(token), scopes=sorted(set(scopes)),
+                      created_at=now())
+    session.add(row)
+    return row, token
 
 
-def token_scopes(session: Session, token: str) -> list[str] | None:
+def create_token(session: Session, name: str, scopes: list[str]) -> str:
+    return issue_token(session, name, scopes)[1]
+
+
+def token_holder(session: Session, token: str) -> AccessToken | None:
+    """The live token matching `token` (looked up by hash, compared in constant time)."""
     row = session.scalars(select(AccessToken).where(AccessToken.token_hash == _digest(token))).first()
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, _digest(token)):
         return None
-    return row.scopes
+    return row
+
+
+def token_scopes(session: Session, token: str) -> list[str] | None:
+    holder = token_holder(session, token)
+    return holder.scopes if holder else None
 
 
 def presented_token(header: str) -> str | None:
@@ -69,17 +83,22 @@ def presented_token(header: str) -> str | None:
 def require(scope: str):
     """A dependency that lets a request through only with a token holding `scope` (or admin)."""
 
-    def check(request: Request, session: ReadSession) -> None:
+    def check(request: Request, session: ReadSession) -> Iterator[None]:
         token = presented_token(request.headers.get("authorization", ""))
         if not token:
             raise ApiError(401, "unauthorized", "an access token is required (Authorization: Bearer ...)",
                            "Authorization", {"WWW-Authenticate": "Bearer"})
-        scopes = token_scopes(session, token.strip())
-        if scopes is None:
+        holder = token_holder(session, token.strip())
+        if holder is None:
             raise ApiError(401, "unauthorized", "unknown or revoked access token", "Authorization",
                            {"WWW-Authenticate": "Bearer"})
-        if scope not in scopes and "admin" not in scopes:
+        if scope not in holder.scopes and "admin" not in holder.scopes:
             raise ApiError(403, "forbidden", f"this token lacks the {scope!r} scope", "Authorization")
+        actor = f"token {holder.id} ({holder.name})"
+        yield  # the route runs; only what succeeded is audited
+        if scope in AUDITED_SCOPES or request.method not in ("GET", "HEAD", "OPTIONS"):
+            audit.record(request.app.state.engine, actor, f"{request.method} {request.url.path}",
+                         dict(request.query_params))
 
     return Depends(check)
 

@@ -1,17 +1,24 @@
-"""What every HTTP app shares: error shape, database and log dependencies, health."""
+"""What every HTTP app shares: error shape, database and log dependencies, health,
+metrics, and request ids in logs."""
 from __future__ import annotations
 
+import logging
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from services.runtime import health, logs, metrics
 from services.runtime.db import reading
 from services.runtime.log import Log, LogUnavailable
+
+access_logger = logging.getLogger("rapport.access")
 
 
 class ApiError(Exception):
@@ -42,7 +49,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, error: RequestValidationError):
         detail = error.errors()[0]
-        field = ".".join(str(p) for p in detail["loc"] if p not in ("body", "query", "path"))
+        field = ".".join(str(p) for p in detail["loc"] if p not in ("body", "query", "path")) or "body"
         return JSONResponse(error_body(detail["type"], f"{field}: {detail['msg']}", field),
                             status_code=422)
 
@@ -64,18 +71,56 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 LogDep = Annotated[Log, Depends(get_log)]
 ReadSession = Annotated[Session, Depends(read_session)]
 
-health = APIRouter(tags=["health"])
+operations = APIRouter(tags=["operations"])
 
 
-@health.get("/healthz")
-def healthz() -> dict:
-    return {"status": "ok"}
+@operations.get("/metrics", include_in_schema=False)
+def prometheus_metrics() -> Response:
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
+class RequestContext:
+    """ASGI middleware: a request id (X-Request-ID, kept if the caller sent one) in the
+    logs and the response, one access log line, and the HTTP metrics by route template."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:200] or uuid.uuid4().hex
+        token, started, status = logs.request_id.set(rid), time.perf_counter(), [500]
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, status[0], time.perf_counter() - started)
+            logs.request_id.reset(token)
+
+    @staticmethod
+    def _record(scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")  # the template: bounded labels
+        metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+        metrics.HTTP_LATENCY.labels(scope["method"], route).observe(seconds)
+        access_logger.info("%s %s %s", scope["method"], scope["path"], status,
+                           extra={"status": status, "route": route,
+                                  "duration_ms": round(seconds * 1000, 2)})
 
 
 def make_app(title: str, routers: list[APIRouter], engine: Engine, log: Log) -> FastAPI:
     app = FastAPI(title=title, version="0.1.0")
     app.state.engine, app.state.log = engine, log
     install_error_handlers(app)
-    for router in [health, *routers]:
+    app.add_middleware(RequestContext)
+    for router in [health.router, operations, *routers]:
         app.include_router(router)
     return app

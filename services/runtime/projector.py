@@ -7,27 +7,45 @@ applies the rest, publishes the handler's output to the log, and stores the new
 offsets. A crash anywhere before the commit replays the batch; after it, nothing
 is replayed. Output may be published twice by a replayed batch, so every consumer
 downstream is idempotent too.
+
+Poison records: when a batch fails with an error that is not the database's or the
+log's (those are retried with backoff, they pass), the batch is applied again one
+record at a time; a record that fails on its own is parked (parked_events) in the
+transaction that moves the offset past it, and the consumer goes on.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import exc, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from services.runtime import logs, metrics
+from services.runtime.clock import now
 from services.runtime.db import insert_new, writing
-from services.runtime.log import Consumer, Log, Message, Record, TopicPartition
-from services.runtime.tables import ConsumerOffset
+from services.runtime.log import Consumer, Log, LogUnavailable, Message, Record, TopicPartition
+from services.runtime.tables import ConsumerOffset, ParkedEvent
 
 logger = logging.getLogger(__name__)
 
 Output = tuple[str, Message]  # (topic, message) to publish once the batch is applied
+Positions = dict[TopicPartition, int]
+LAG_INTERVAL_S = 1.0
+
+
+def is_transient(error: Exception) -> bool:
+    """Errors of the infrastructure, which pass: retry the batch rather than park records."""
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (LogUnavailable, exc.OperationalError, exc.InterfaceError,
+                              exc.TimeoutError, TimeoutError, ConnectionError))
 
 
 class Handler(Protocol):
@@ -46,26 +64,86 @@ class Projector:
     poll_timeout_s: float = 0.2
     max_backoff_s: float = 5.0
     stop: threading.Event = field(default_factory=threading.Event)
+    _applied: Positions = field(default_factory=dict, init=False, repr=False)  # for lag
 
     def run(self) -> None:
-        """Consume until `stop` is set."""
+        """Consume until `stop` is set; a batch under way is finished and committed first."""
         consumer = self.log.consumer(self.handler.name, self.handler.topics, self.stored_positions)
-        failures = 0
+        failures, lag_reported = 0, 0.0
         try:
             while not self.stop.is_set():
                 batch = consumer.poll(self.batch_size, self.poll_timeout_s)
-                if not batch:
-                    continue
-                try:
-                    consumer.commit(self.apply(batch))
+                if batch:
+                    positions = self.apply_or_recover(consumer, batch)
+                    if positions is None:
+                        failures += 1
+                        self.stop.wait(min(self.max_backoff_s, 0.05 * 2 ** failures))
+                        continue
+                    consumer.commit(positions)
                     failures = 0
-                except Exception:
-                    failures += 1
-                    logger.exception("%s: batch failed, replaying it", self.handler.name)
-                    consumer.seek(self.stored_positions(sorted({r.tp for r in batch})))
-                    self.stop.wait(min(self.max_backoff_s, 0.05 * 2 ** failures))
+                if time.monotonic() - lag_reported >= LAG_INTERVAL_S:
+                    self._report_lag(consumer)
+                    lag_reported = time.monotonic()
         finally:
             consumer.close()
+
+    def apply_or_recover(self, consumer: Consumer, batch: list[Record]) -> Positions | None:
+        """The new positions, or None when the batch must be replayed after a backoff."""
+        try:
+            with metrics.CONSUMER_BATCH_SECONDS.labels(self.handler.name).time():
+                return self.apply(batch)
+        except Exception as error:
+            metrics.CONSUMER_ERRORS.labels(self.handler.name, "batch").inc()
+            if is_transient(error):
+                logger.exception("%s: batch failed, replaying it", self.handler.name)
+            else:
+                logger.exception("%s: batch failed, applying it one record at a time",
+                                 self.handler.name)
+                positions = self._apply_one_by_one(batch)
+                if positions is not None:
+                    return positions
+        consumer.seek(self.stored_positions(sorted({r.tp for r in batch})))
+        return None
+
+    def _apply_one_by_one(self, batch: list[Record]) -> Positions | None:
+        """Apply each record alone, parking those that fail; None on a transient error."""
+        positions: Positions = {}
+        for record in batch:
+            with logs.handling_event(record.topic, record.partition, record.offset):
+                try:
+                    positions |= self._apply_or_park(record)
+                except Exception:
+                    logger.exception("%s: transient error, replaying the batch", self.handler.name)
+                    return None
+        return positions
+
+    def _apply_or_park(self, record: Record) -> Positions:
+        try:
+            return self.apply([record])
+        except Exception as error:
+            if is_transient(error):
+                raise
+            logger.exception("%s: parking a record its handler fails on", self.handler.name)
+            return self.park(record, error)
+
+    def park(self, record: Record, error: Exception) -> Positions:
+        """Set `record` aside and move the offset past it, in one transaction."""
+        with writing(self.engine) as session:
+            offset = self._lock_offsets(session, {record.tp})[record.tp]
+            if record.offset >= offset.next_offset:  # not parked or applied by another worker
+                insert_new(session, ParkedEvent, {
+                    **self._key(record.tp), "offset": record.offset, "key": record.key,
+                    "value": record.value, "timestamp_ms": record.timestamp_ms,
+                    "error": f"{type(error).__name__}: {error}"[:10_000], "attempts": 1,
+                    "parked_at": now()}, ["consumer", "topic", "partition", "offset"])
+                offset.next_offset = record.offset + 1
+                metrics.CONSUMER_PARKED.labels(self.handler.name).inc()
+                metrics.CONSUMER_ERRORS.labels(self.handler.name, "parked").inc()
+        return {record.tp: offset.next_offset}
+
+    def applied(self, tp: TopicPartition) -> int:
+        """The next offset of `tp` as of this projector's last read or commit of it."""
+        return self._applied.get(tp, 0)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name=f"projector-{self.handler.name}", daemon=True)
@@ -80,8 +158,10 @@ class Projector:
                            ["consumer", "topic", "partition"])
             rows = session.scalars(select(ConsumerOffset).where(
                 ConsumerOffset.consumer == self.handler.name)).all()
-        return {TopicPartition(r.topic, r.partition): r.next_offset for r in rows
-                if TopicPartition(r.topic, r.partition) in set(partitions)}
+        stored = {TopicPartition(r.topic, r.partition): r.next_offset for r in rows
+                  if TopicPartition(r.topic, r.partition) in set(partitions)}
+        self._applied |= stored
+        return stored
 
     def apply(self, batch: list[Record]) -> dict[TopicPartition, int]:
         """Apply one batch with its offsets in one transaction; answers the new positions."""
@@ -91,8 +171,20 @@ class Projector:
             outputs = self.handler.apply(session, fresh) if fresh else []
             for record in fresh:
                 offsets[record.tp].next_offset = max(offsets[record.tp].next_offset, record.offset + 1)
-            self._publish(outputs)  # durable before the commit: a crash replays, never loses
-        return {tp: row.next_offset for tp, row in offsets.items()}
+            self.publish(outputs)  # durable before the commit: a crash replays, never loses
+        metrics.CONSUMER_APPLIED.labels(self.handler.name).inc(len(fresh))
+        positions = {tp: row.next_offset for tp, row in offsets.items()}
+        self._applied |= positions
+        return positions
+
+    def _report_lag(self, consumer: Consumer) -> None:
+        try:
+            lag = partition_lag(self.log, consumer, self._applied)
+        except Exception as error:  # noqa: BLE001 - a metric must not stop the consumer
+            logger.warning("%s: could not measure lag: %s", self.handler.name, error)
+            return
+        for tp, records in lag.items():
+            metrics.CONSUMER_LAG.labels(self.handler.name, tp.topic, str(tp.partition)).set(records)
 
     def _lock_offsets(self, session: Session, partitions: set[TopicPartition]) -> dict:
         offsets = {}
@@ -105,7 +197,7 @@ class Projector:
             offsets[tp] = row
         return offsets
 
-    def _publish(self, outputs: list[Output]) -> None:
+    def publish(self, outputs: list[Output]) -> None:
         by_topic: dict[str, list[Message]] = defaultdict(list)
         for topic, message in outputs:
             by_topic[topic].append(message)
@@ -114,3 +206,21 @@ class Projector:
 
     def _key(self, tp: TopicPartition) -> dict:
         return {"consumer": self.handler.name, "topic": tp.topic, "partition": tp.partition}
+
+
+def partition_lag(log: Log, consumer: Consumer, applied: Positions) -> Positions:
+    """Records on the log past what was applied, per partition this consumer owns.
+
+    Kafka: the high watermark of the consumer's last fetch (Tansu answers end_offsets
+    wrongly for multi-record batches); the embedded log: its end offsets.
+    """
+    kafka = getattr(consumer, "kafka", None)
+    if kafka is None:
+        ends = log.end_offsets(sorted(applied))
+    else:
+        from kafka.structs import TopicPartition as KafkaTopicPartition
+
+        owned = {tp: KafkaTopicPartition(log.name(tp.topic), tp.partition) for tp in applied}
+        assigned = kafka.assignment()
+        ends = {tp: kafka.highwater(theirs) for tp, theirs in owned.items() if theirs in assigned}
+    return {tp: max(0, end - applied[tp]) for tp, end in ends.items() if end is not None}

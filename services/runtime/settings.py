@@ -38,9 +38,29 @@ class Settings(BaseSettings):
     expected_lifetime_years: float = Field(3.0, gt=0)
     computed_traits_file: Path | None = Field(None, description="JSON list of computed traits")
     rfm_refresh_s: float = Field(600, gt=0, description="how often RFM quintiles are recomputed")
+    raw_retention_days: int = Field(0, ge=0, description="embedded log: drop events.raw records older "
+                                                          "than this (0 keeps them; replay needs them)")
+    timeline_retention_days: int = Field(0, ge=0, description="drop timeline events older than this (0 keeps)")
+    lifecycle_rules: dict[str, int] = Field(default_factory=dict, description=(
+        "overrides of the lifecycle thresholds: loyal_orders, advocacy_engagements, at_risk_days, churned_days"))
+
+    embedded_log_write_timeout_ms: int = Field(10_000, ge=1, description="a commit's wait for a lock held elsewhere; then 503")
+
+    # ingest
+    ingest_dedupe_window_s: float = Field(86_400, ge=0, description="messageId dedupe window per source")
+    ingest_rate_per_key: float = Field(20_000, gt=0, description="events/s a write key may send (per process)")
+    ingest_burst_per_key: int = Field(40_000, ge=1, description="events a write key may send at once")
+    ingest_key_cache_s: float = Field(2.0, ge=0, description="how long a write key lookup is cached; a disabled key stops within it")
+    ingest_webhook_mappings_dir: Path | None = Field(None, description="extra webhook mappings (*.json)")
+
+    identity_rules_path: str = Field("", description="JSON file of identity rules; empty: defaults")
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
+    shutdown_grace_s: int = Field(20, ge=1, description="SIGTERM: time for in-flight requests")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
 
     @field_validator("database_url", "embedded_log_url")
     @classmethod

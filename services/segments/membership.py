@@ -1,17 +1,21 @@
-"""Keeps membership rows in step with evaluations; shared by the handler and the routes."""
+"""Keeps membership rows in step with evaluations; shared by the projector, the backfill
+and the routes."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services.runtime import topics
+from services.runtime import metrics, topics
 from services.runtime.clock import format_time, now
 from services.runtime.log import Message
 from services.runtime.projector import Output
-from services.segments.domain.conditions import evaluate
-from services.segments.tables import MembershipChange, Segment, SegmentCatalog, SegmentMember
+from services.segments.domain.conditions import ProfileFacts, evaluate
+from services.segments.domain.index import SegmentIndex, effective_condition
+from services.segments.tables import (MembershipChange, Segment, SegmentCatalog, SegmentMember,
+                                      SegmentProfile, SegmentSequence)
 
-CATALOG_ROW = 1
+CATALOG_ROW = SEQUENCE_ROW = 1
+LIFECYCLE_SEQUENCE_ROW = 2
 
 
 def lock_catalog(session: Session, *, exclusive: bool) -> None:
@@ -26,17 +30,44 @@ def lock_catalog(session: Session, *, exclusive: bool) -> None:
     session.flush()
 
 
-def reevaluate(session: Session, profile_id: str, traits: dict | None,
-               segments: list[Segment]) -> list[Output]:
-    """Enter or exit `profile_id` in each segment; traits None means the profile is gone."""
+def load_index(session: Session) -> tuple[SegmentIndex, dict[str, Segment]]:
+    segments = {s.key: s for s in session.scalars(select(Segment))}
+    return SegmentIndex({k: effective_condition(s.condition, s.requires_consent)
+                         for k, s in segments.items()}), segments
+
+
+def facts_of(profile: SegmentProfile | None, memberships: set[str]) -> ProfileFacts | None:
+    if profile is None:
+        return None
+    return ProfileFacts(profile.traits or {}, profile.computed or {}, profile.stage, profile.consent or {},
+                        frozenset(memberships))
+
+
+def reevaluate(session: Session, profile_id: str, profile: SegmentProfile | None, index: SegmentIndex,
+               keys: list[str]) -> list[Output]:
+    """Enter or exit `profile_id` in the segments `keys` (in dependency order); a profile
+    that is gone (None) exits everything."""
     current = set(session.scalars(select(SegmentMember.segment_key)
                                   .where(SegmentMember.profile_id == profile_id)))
     outputs = []
-    for segment in segments:
-        member = traits is not None and evaluate(segment.condition, traits)
-        if member != (segment.key in current):
-            outputs.append(_change(session, segment.key, profile_id, member))
+    for key in keys:
+        facts = facts_of(profile, current)
+        member = facts is not None and evaluate(index.conditions[key], facts)
+        if member != (key in current):
+            outputs.append(_change(session, key, profile_id, member))
+            current ^= {key}
     return outputs
+
+
+def next_seq(session: Session, sequence: int = SEQUENCE_ROW) -> int:
+    """The next number of a sequence; its row stays locked until this transaction commits."""
+    row = session.execute(update(SegmentSequence).where(SegmentSequence.id == sequence)
+                          .values(last=SegmentSequence.last + 1).returning(SegmentSequence.last)).first()
+    if row is None:
+        session.add(SegmentSequence(id=sequence, last=1))
+        session.flush()
+        return 1
+    return row[0]
 
 
 def _change(session: Session, segment_key: str, profile_id: str, entered: bool) -> Output:
@@ -45,10 +76,11 @@ def _change(session: Session, segment_key: str, profile_id: str, entered: bool) 
         session.add(SegmentMember(segment_key=segment_key, profile_id=profile_id, entered_at=at))
     else:
         session.delete(session.get(SegmentMember, (segment_key, profile_id)))
-    change = MembershipChange(segment_key=segment_key, profile_id=profile_id,
+    change = MembershipChange(seq=next_seq(session), segment_key=segment_key, profile_id=profile_id,
                               change="entered" if entered else "exited", at=at)
     session.add(change)
     session.flush()
+    metrics.segment_changed(segment_key, entered)
     return (topics.SEGMENTS_MEMBERSHIP, Message.of(profile_id, {
         "type": "track", "event": "Audience Entered" if entered else "Audience Exited",
         "profile_id": profile_id, "segment": segment_key, "seq": change.seq,

@@ -1,7 +1,7 @@
 """Segment definitions, the profiles they are evaluated on, membership and its history."""
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.runtime.db import Base, Json, UtcDateTime
@@ -11,8 +11,16 @@ class Segment(Base):
     __tablename__ = "segments"
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    condition: Mapped[dict] = mapped_column(Json)
+    condition: Mapped[dict] = mapped_column(Json)  # canonical tree (domain/conditions.py)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    text: Mapped[str | None] = mapped_column(String(4000), nullable=True)
+    requires_consent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # background evaluation over existing profiles after a create or an edit
+    backfill_state: Mapped[str] = mapped_column(String(16), default="done", server_default="done")
+    backfill_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    backfill_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    backfill_after: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class SegmentCatalog(Base):
@@ -30,6 +38,9 @@ class SegmentProfile(Base):
     profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
     traits: Mapped[dict] = mapped_column(Json)
+    computed: Mapped[dict] = mapped_column(Json, default=dict, server_default=text("'{}'"))
+    stage: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    consent: Mapped[dict] = mapped_column(Json, default=dict, server_default=text("'{}'"))
 
 
 class SegmentMember(Base):
@@ -40,7 +51,7 @@ class SegmentMember(Base):
 
 
 class MembershipChange(Base):
-    """Append-only history of entries and exits; seq only grows."""
+    """Append-only history of entries and exits; seq only grows, in commit order."""
 
     __tablename__ = "segment_membership_changes"
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -48,3 +59,34 @@ class MembershipChange(Base):
     profile_id: Mapped[str] = mapped_column(String(64))
     change: Mapped[str] = mapped_column(String(8))  # "entered" | "exited"
     at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SegmentSequence(Base):
+    """The last seq given out. Its row lock is held to the commit, so sequence numbers
+    become visible in order and a cursor never skips a change committed late."""
+
+    __tablename__ = "segment_sequence"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last: Mapped[int] = mapped_column(BigInteger)
+
+
+class LifecycleStage(Base):
+    """A profile's current lifecycle stage and since when."""
+
+    __tablename__ = "lifecycle_stages"
+    profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16), index=True)
+    since: Mapped[datetime] = mapped_column(UtcDateTime)
+    why: Mapped[str] = mapped_column(String(200))
+
+
+class LifecycleTransition(Base):
+    """Every move between stages; seq only grows, in commit order (the incremental feed)."""
+
+    __tablename__ = "lifecycle_transitions"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(64), index=True)
+    from_stage: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_stage: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    why: Mapped[str] = mapped_column(String(200))

@@ -5,7 +5,8 @@ from tests.support import RunningPipeline, wait_until
 
 ANON = new_profile_id(Identifier("anonymous_id", "anon-1"))
 USER = new_profile_id(Identifier("user_id", "user-1"))
-SURVIVOR, ABSORBED = sorted([ANON, USER])
+# a profile is named after its strongest identifier: the user_id outranks the anonymous_id
+SURVIVOR, ABSORBED = USER, ANON
 
 
 def profile(pipeline, profile_id):
@@ -69,7 +70,10 @@ def test_segment_defined_after_the_events_is_filled_from_existing_profiles(setti
         wait_until(segment_snapshot_count, what="the segments projector to see three profiles")
         created = pipeline.api.post("/v1/segments", json={
             "key": "pro", "name": "Pro", "condition": {"trait": "plan", "equals": "pro"}})
-        assert created.json()["size"] == 2
+        assert created.status_code == 201 and created.json()["backfill"]["state"] == "pending"
+        done = wait_until(lambda: (s := pipeline.api.get("/v1/segments/pro").json())["backfill"]["state"] == "done"
+                          and s, what="the background backfill")
+        assert done["size"] == 2 and done["backfill"]["done"] == done["backfill"]["total"] == 3
         assert members(pipeline, "pro") == expected
 
 

@@ -77,3 +77,40 @@ def test_a_redelivered_event_changes_nothing(apply):
     apply(resolved("d", "m1", 1, 10))
     assert apply(resolved("d", "m1", 1, 10)) == []
     assert profile(apply.engine, "d").event_count == 1
+
+
+def split(profile_id: str, source: str, parts: dict, aliases: dict, message_ids: list) -> dict:
+    return {"kind": "split", "profile_id": profile_id, "from": source, "parts": parts, "removed": [],
+            "aliases": aliases, "message_ids": message_ids, "cause": "operator"}
+
+
+def republished(message: dict, profile_id: str, version: int = 1) -> dict:
+    return message | {"profile_id": profile_id, "reresolved": True, "version": version}
+
+
+def test_after_an_unmerge_values_equal_those_of_never_having_merged(apply, settings):
+    a_events = [resolved("a", "m1", 1, 10, {"plan": "pro"}), resolved("a", "m2", 3, 5)]
+    b_events = [resolved("b", "m3", 2, 20, {"plan": "free", "city": "Oslo"})]
+    apply(*a_events)
+    apply(*b_events)
+    apply(merge("a", "b"))  # the wrong link
+    assert profile(apply.engine, "a").computed["order_revenue"] == 35.0
+    # identity takes it back: a split copy per profile involved, then b's event again, version 1
+    parts = {"a": [{"type": "user_id", "value": "a"}], "b": [{"type": "user_id", "value": "b"}]}
+    out = apply(split("a", "a", parts, {"b": None}, ["m3"]), split("b", "a", parts, {"b": None}, ["m3"]),
+                *[republished(e, "b") for e in b_events])
+    a, b = profile(apply.engine, "a"), profile(apply.engine, "b")
+    assert (a.event_count, a.computed["order_revenue"], b.event_count, b.computed["order_revenue"]) == (2, 15.0, 1, 20.0)
+    snapshots = {o["profile_id"]: o for o in out if "traits" in o}
+    assert snapshots["a"]["traits"] == {"plan": "pro"} and snapshots["b"]["traits"] == {"plan": "free", "city": "Oslo"}
+    assert snapshots["a"]["changed"] is None  # re-evaluate everything that reads a
+    # the old copy of m3 (version 0, keyed by a) arriving late changes nothing
+    assert apply(b_events[0] | {"profile_id": "a"}) == []
+    assert profile(apply.engine, "b").event_count == 1
+
+
+def test_a_profile_whose_every_event_moved_away_is_removed(apply):
+    apply(resolved("c", "m1", 1, 10))
+    out = apply(republished(resolved("c", "m1", 1, 10), "d"))
+    assert {"profile_id": "c", "removed": True} in out and profile(apply.engine, "c") is None
+    assert profile(apply.engine, "d").event_count == 1

@@ -14,17 +14,9 @@ from services.runtime import topics
 from services.runtime.bootstrap import bootstrap_runtime
 from services.runtime.db import reading
 from services.runtime.log import Message
-from tests.support import caught_up, wait_until
+from tests.support import Clock, caught_up, running_projectors, wait_until
 
 T0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
-
-
-class Clock:
-    def __init__(self, moment: datetime):
-        self.moment = moment
-
-    def __call__(self) -> datetime:
-        return self.moment
 
 
 def order(i: int, day: int) -> dict:
@@ -40,14 +32,8 @@ def test_an_order_leaves_a_30_day_window_when_it_ages_out_not_at_the_next_event(
     trait = ComputedTrait(name="orders_30d", function="count", event="Order Completed", window="30d")
     handler = ProfileHandler(Computation(Computation.from_settings(settings).crm, [trait], clock))
     runtime.log.append(topics.EVENTS_RAW, [Message.of("grace", order(1, 0)), Message.of("grace", order(2, 10))])
-    projectors = [runtime.projector(IdentityHandler()), runtime.projector(handler)]
-    threads = [p.start() for p in projectors]
-    try:
+    with running_projectors(runtime, IdentityHandler(), handler):
         wait_until(lambda: caught_up(runtime, "profile", 2), 60, "both orders applied")
-    finally:
-        for p, t in zip(projectors, threads):
-            p.stop.set()
-            t.join(30)
 
     def grace() -> Profile:
         with reading(runtime.engine) as session:

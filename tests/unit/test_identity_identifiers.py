@@ -5,13 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.identity.domain.identifiers import (
-    BLOCKED_VALUES,
-    PRIORITY,
-    Identifier,
-    identifiers_of,
-    normalise,
-)
+from services.identity.domain.identifiers import Identifier, identifiers_of, normalise
+from services.identity.domain.rules import DEFAULT_BLOCKED_VALUES, DEFAULT_RULES, DEFAULT_TYPES
+
+BLOCKED_VALUES = frozenset(DEFAULT_BLOCKED_VALUES)
 
 FAST = settings(max_examples=200, deadline=None, database=None)
 KINDS = ["user_id", "email", "anonymous_id", "device_id"]
@@ -78,7 +75,7 @@ def test_normalising_twice_changes_nothing(kind, raw):
 
 
 @FAST
-@given(local=st.from_regex(r"[a-z0-9._]{1,12}", fullmatch=True),
+@given(local=st.from_regex(r"[a-z0-9]([a-z0-9_]{0,10}[a-z0-9])?", fullmatch=True),
        domain=st.from_regex(r"[a-z0-9]{1,10}\.[a-z]{2,4}", fullmatch=True),
        upper=st.lists(st.booleans(), min_size=40, max_size=40),
        pad=st.sampled_from(["", " ", "\t", "  \n"]))
@@ -100,14 +97,18 @@ def test_a_normalised_value_is_never_blocked_nor_padded(kind, raw):
 
 # --- priority -------------------------------------------------------------------------------
 
+def priority(identifier: Identifier) -> int:
+    return DEFAULT_RULES.rank(identifier)[0]
+
+
 def test_user_id_outranks_email_which_outranks_anonymous_id():
-    assert (Identifier("user_id", "u").priority < Identifier("email", "e@x.io").priority
-            < Identifier("anonymous_id", "a").priority)
+    assert (priority(Identifier("user_id", "u")) < priority(Identifier("email", "e@x.io"))
+            < priority(Identifier("anonymous_id", "a")))
 
 
 def test_unknown_identifier_types_rank_below_every_known_one():
-    unknown = Identifier("zendesk_requester_id", "r1").priority
-    assert all(unknown > p for p in PRIORITY.values())
+    unknown = priority(Identifier("zendesk_ticket_id", "r1"))
+    assert all(unknown > t["priority"] for t in DEFAULT_TYPES.values())
 
 
 def test_identifiers_are_equal_by_type_and_value():
@@ -169,11 +170,11 @@ def test_identifiers_are_unique_normalised_and_in_priority_order(user, anon, ema
              "context": {"traits": {"email": ctx_email}}}
     ids = identifiers_of(event)
     assert len(ids) == len(set(ids)) <= 3
-    assert [i.priority for i in ids] == sorted(i.priority for i in ids)
+    assert ids == sorted(ids, key=DEFAULT_RULES.rank)
     for i in ids:
         assert normalise(i.type, i.value) == i.value
     expected = {("user_id", normalise("user_id", user)), ("anonymous_id", normalise("anonymous_id", anon)),
-                ("email", normalise("email", email))}
+                ("email", normalise("email", email if email is not None else ctx_email))}
     assert {(i.type, i.value) for i in ids} == {e for e in expected if e[1] is not None}
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.runtime.envelope import stated_traits
+from services.identity.domain import normalise as norm
+from services.identity.domain.rules import DEFAULT_RULES, Rules
+from services.runtime.envelope import as_object
 
-# Lower number = higher priority; the profile id of a new person derives from the
-# highest-priority identifier it was first seen with.
-PRIORITY = {"user_id": 1, "email": 2, "anonymous_id": 3}
-
-BLOCKED_VALUES = frozenset({"", "null", "none", "undefined", "nan", "0", "-1", "anonymous",
-                            "test@test.com"})
+EXTERNAL = "externalId:"
 
 
 @dataclass(frozen=True, order=True)
@@ -19,28 +16,57 @@ class Identifier:
     type: str
     value: str
 
-    @property
-    def priority(self) -> int:
-        return PRIORITY.get(self.type, len(PRIORITY) + 1)
+    def as_json(self) -> dict:
+        return {"type": self.type, "value": self.value}
+
+    @classmethod
+    def of(cls, data: dict) -> "Identifier":
+        return cls(str(data["type"]), str(data["value"]))
 
 
-def normalise(kind: str, value: Any) -> str | None:
+def normalise(type_: str, value: Any, rules: Rules = DEFAULT_RULES) -> str | None:
     """The matching form of a value, or None when it must never link anything."""
-    if value is None or isinstance(value, (dict, list, bool)):
+    text = norm.as_text(value)
+    if text is None or rules.is_blocked(type_, text):
         return None
-    text = str(value).strip()
-    if kind == "email":
-        text = text.lower()
-        if "@" not in text:
-            return None
-    return None if text.lower() in BLOCKED_VALUES else text
+    kind = rules.rule(type_).kind
+    if kind == "phone":
+        text = norm.phone(text, rules.default_phone_region)
+    else:
+        text = norm.NORMALISERS[kind](text)
+    return None if text is None or rules.is_blocked(type_, text) else text
 
 
-def identifiers_of(event: dict) -> list[Identifier]:
-    """userId, anonymousId and email (from traits or context.traits), blocked values left out."""
-    traits = stated_traits(event)
-    found = {("user_id", event.get("userId")), ("anonymous_id", event.get("anonymousId")),
-             ("email", traits.get("email"))}
-    normalised = {Identifier(kind, value) for kind, raw in found
-                  if (value := normalise(kind, raw)) is not None}
-    return sorted(normalised, key=lambda i: (i.priority, i.value))
+def identifiers_of(event: dict, rules: Rules = DEFAULT_RULES) -> list[Identifier]:
+    """Every identifier the rules find in `event`, blocked values left out, strongest first."""
+    external = _external_ids(event)
+    found: set[Identifier] = set()
+    for name, rule in rules.types.items():
+        for source in rule.sources:
+            raws = external.pop(source[len(EXTERNAL):], []) if source.startswith(EXTERNAL) \
+                else [_at(event, source)]
+            values = {v for raw in raws if (v := normalise(name, raw, rules)) is not None}
+            if any(raw is not None for raw in raws):
+                found |= {Identifier(name, v) for v in values}
+                break  # the first source that states a value wins (identify's traits first)
+    for type_, raws in external.items():  # custom types: externalIds no rule claims
+        found |= {Identifier(type_, v) for raw in raws if (v := normalise(type_, raw, rules))}
+    return sorted(found, key=rules.rank)
+
+
+def _at(event: dict, path: str) -> Any:
+    value: Any = event
+    for part in path.split("."):
+        value = as_object(value).get(part)
+    return value
+
+
+def _external_ids(event: dict) -> dict[str, list]:
+    """context.externalIds ([{"id", "type"}, ...]) by lower-cased type."""
+    entries = as_object(event.get("context")).get("externalIds")
+    by_type: dict[str, list] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        type_ = norm.as_text(as_object(entry).get("type"))
+        if type_:
+            by_type.setdefault(type_.lower(), []).append(as_object(entry).get("id"))
+    return by_type

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.ingest.domain.wire import corrected_timestamp
 from services.runtime.clock import format_time
 
 MAX_ID_LENGTH = 512
@@ -30,6 +31,7 @@ class _Message(BaseModel):
     anonymousId: str | None = Field(None, max_length=MAX_ID_LENGTH)
     messageId: str | None = Field(None, max_length=200)
     timestamp: datetime | None = None
+    sentAt: datetime | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     integrations: dict[str, Any] = Field(default_factory=dict)
 
@@ -69,7 +71,42 @@ class Identify(_Message):
     traits: dict[str, Any] = Field(default_factory=dict)
 
 
-KINDS: dict[str, type[_Message]] = {"track": Track, "identify": Identify}
+class Page(_Message):
+    """A web page viewed (Segment's page call)."""
+
+    type: Literal["page"] = "page"
+    name: str | None = Field(None, max_length=200)
+    category: str | None = Field(None, max_length=200)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Screen(Page):
+    """A mobile app screen viewed (Segment's screen call)."""
+
+    type: Literal["screen"] = "screen"
+
+
+class Group(_Message):
+    """A person belongs to a company or account."""
+
+    type: Literal["group"] = "group"
+    groupId: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+    _group_id_as_text = field_validator("groupId", mode="before")(_Message._ids_as_text.__func__)
+
+
+class Alias(_Message):
+    """A person's earlier id (previousId) is the same person as userId."""
+
+    type: Literal["alias"] = "alias"
+    previousId: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+
+    _previous_id_as_text = field_validator("previousId", mode="before")(_Message._ids_as_text.__func__)
+
+
+KINDS: dict[str, type[_Message]] = {"track": Track, "identify": Identify, "page": Page,
+                                    "screen": Screen, "group": Group, "alias": Alias}
 
 
 def canonical(kind: str, body: Any, source_id: str, received_at: datetime) -> dict:
@@ -83,7 +120,10 @@ def canonical(kind: str, body: Any, source_id: str, received_at: datetime) -> di
     event = message.model_dump(mode="json", exclude_none=True)
     event["messageId"] = message.messageId or str(uuid.uuid4())
     event["receivedAt"] = format_time(received_at)
-    event["timestamp"] = format_time(message.timestamp or received_at)
+    event["timestamp"] = format_time(corrected_timestamp(message.timestamp, message.sentAt, received_at))
+    if message.timestamp is not None and message.sentAt is not None:
+        event["originalTimestamp"] = format_time(message.timestamp)
+        event["sentAt"] = format_time(message.sentAt)
     event["sourceId"] = source_id
     return event
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.runtime.envelope import stated_traits
+from services.runtime.envelope import as_object, stated_traits
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,12 @@ class TraitValue:
 
 
 traits_of = stated_traits
+
+
+def consent_of(event: dict) -> dict[str, bool]:
+    """Consent an event states: context.consent.categoryPreferences, purpose -> given."""
+    preferences = as_object(as_object(as_object(event.get("context")).get("consent")).get("categoryPreferences"))
+    return {str(purpose)[:64]: given for purpose, given in preferences.items() if isinstance(given, bool)}
 
 
 def winners(current: Mapping[str, TraitValue], incoming: Mapping[str, TraitValue]) -> dict[str, TraitValue]:

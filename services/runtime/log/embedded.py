@@ -1,20 +1,26 @@
 """The embedded log: an append-only table in its own SQLite file.
 
-Every append is one IMMEDIATE transaction with synchronous=FULL, so a message is on
-disk before append() returns. Consumers of one process are woken by a condition
-variable; consumers in other processes notice new rows within `CROSS_PROCESS_WAIT_S`.
+Group commit: append() hands its messages to the log's one writer thread and waits.
+The writer takes every append waiting at that moment and commits them together in
+one IMMEDIATE transaction with synchronous=FULL (one fsync for all), so a message is
+on disk before its append() returns, and many concurrent appenders (HTTP request
+threads) share the cost of a commit instead of queueing for one commit each.
+Consumers of one process are woken by a condition variable; consumers in other
+processes notice new rows within `CROSS_PROCESS_WAIT_S`.
 """
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 import time
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, String, Table,
-                        func, insert, select)
+                        delete, func, insert, select)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 
@@ -22,6 +28,8 @@ from services.runtime.db import make_engine
 from services.runtime.log import LogUnavailable, Message, OnAssign, Record, TopicPartition
 
 CROSS_PROCESS_WAIT_S = 0.05
+MAX_GROUP_MESSAGES = 20_000  # bounds one transaction's size and latency
+WRITE_TIMEOUT_MS = 10_000  # how long a commit waits for a lock held elsewhere before failing
 
 schema = MetaData()
 topics_table = Table(
@@ -65,6 +73,8 @@ class EmbeddedLog:
         self._partitions: dict[str, int] = {}
         self._spread = itertools.count()
         self._appended = _appended[self.url]
+        self._writer = _GroupWriter(self.engine, getattr(settings, "embedded_log_write_timeout_ms",
+                                                         WRITE_TIMEOUT_MS))
 
     def ensure_topics(self, topics: Sequence[str]) -> None:
         with self.engine.begin() as conn:
@@ -85,21 +95,8 @@ class EmbeddedLog:
         if not messages:
             return
         count = self.partitions(topic)
-        by_partition: dict[int, list[Message]] = defaultdict(list)
-        for message in messages:
-            by_partition[partition_for(message.key, count, self._spread)].append(message)
-        now = int(time.time() * 1000)
-        try:
-            with self.engine.begin() as conn:
-                rows = []
-                for partition, batch in by_partition.items():
-                    start = self._end_offset(conn, topic, partition)
-                    rows += [{"topic": topic, "partition": partition, "offset": start + i,
-                              "key": m.key, "value": m.value, "timestamp_ms": now}
-                             for i, m in enumerate(batch)]
-                conn.execute(insert(records_table), rows)
-        except OperationalError as error:
-            raise LogUnavailable(f"embedded log write failed: {error.orig}") from error
+        placed = [(partition_for(m.key, count, self._spread), m) for m in messages]
+        self._writer.commit(_Append(topic, placed))
         with self._appended:
             self._appended.notify_all()
 
@@ -127,6 +124,18 @@ class EmbeddedLog:
             ).all()
         return [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp_ms) for r in rows]
 
+    def forget_before(self, topic: str, cutoff_ms: int) -> int:
+        """Retention: delete a topic's records older than `cutoff_ms`, except each partition's
+        newest (it carries the partition's end offset, so offsets never restart). Answers how many."""
+        newer = records_table.alias("newer")
+        newest = (select(func.max(newer.c.offset)).where(newer.c.topic == records_table.c.topic,
+                                                         newer.c.partition == records_table.c.partition)
+                  .scalar_subquery())
+        with self.engine.begin() as conn:
+            return conn.execute(delete(records_table).where(
+                records_table.c.topic == topic, records_table.c.timestamp_ms < cutoff_ms,
+                records_table.c.offset < newest)).rowcount
+
     def wait_for_append(self, timeout_s: float) -> None:
         with self._appended:
             self._appended.wait(min(timeout_s, CROSS_PROCESS_WAIT_S))
@@ -134,8 +143,109 @@ class EmbeddedLog:
     def consumer(self, group: str, topics: Sequence[str], on_assign: OnAssign) -> "EmbeddedConsumer":
         return EmbeddedConsumer(self, group, topics, on_assign)
 
+    @property
+    def commits(self) -> int:
+        """Transactions committed by this log's writer (fewer than appends under concurrency)."""
+        return self._writer.commits
+
     def close(self) -> None:
+        self._writer.stop()
         self.engine.dispose()
+
+
+@dataclass(eq=False)
+class _Append:
+    """One append() waiting for the writer: its messages, each with its partition."""
+
+    topic: str
+    placed: list[tuple[int, Message]]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: Exception | None = None
+
+
+_STOP = object()
+
+
+class _GroupWriter:
+    """The one thread that writes: every append waiting when it wakes goes in one commit."""
+
+    def __init__(self, engine, write_timeout_ms: int):
+        self.engine, self.write_timeout_ms = engine, write_timeout_ms
+        self.waiting: queue.SimpleQueue = queue.SimpleQueue()
+        self.commits = 0
+        self.thread = threading.Thread(target=self._run, name="embedded-log-writer", daemon=True)
+        self.thread.start()
+
+    def commit(self, append: _Append) -> None:
+        """Returns once `append` is committed; raises LogUnavailable if it could not be."""
+        if not self.thread.is_alive():
+            raise LogUnavailable("the embedded log is closed")
+        self.waiting.put(append)
+        while not append.done.wait(1.0):
+            if not self.thread.is_alive():
+                raise LogUnavailable("the embedded log's writer stopped")
+        if append.error is not None:
+            raise append.error
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.waiting.put(_STOP)
+            self.thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with self.engine.connect() as conn:
+            # its own lock wait, shorter than the engine's: a stuck lock answers 503 soon
+            conn.connection.dbapi_connection.execute(f"PRAGMA busy_timeout={int(self.write_timeout_ms)}")
+            while True:
+                group, stopping = self._gather()
+                if group:
+                    self._write(conn, group)
+                if stopping:
+                    return
+
+    def _gather(self) -> tuple[list[_Append], bool]:
+        group = [self.waiting.get()]
+        size = len(group[0].placed) if group[0] is not _STOP else 0
+        while size < MAX_GROUP_MESSAGES:
+            try:
+                group.append(self.waiting.get_nowait())
+            except queue.Empty:
+                break
+            size += len(group[-1].placed) if group[-1] is not _STOP else 0
+        stopping = any(a is _STOP for a in group)
+        return [a for a in group if a is not _STOP], stopping
+
+    def _write(self, conn, group: list[_Append]) -> None:
+        error = None
+        try:
+            with conn.begin():
+                conn.exec_driver_sql(INSERT_RECORDS, _rows(conn, group, int(time.time() * 1000)))
+            self.commits += 1
+        except OperationalError as failure:
+            error = LogUnavailable(f"embedded log write failed: {failure.orig}")
+        except Exception as failure:  # noqa: BLE001 - every waiting caller must hear of it
+            error = LogUnavailable(f"embedded log write failed: {failure!r}")
+        for append in group:
+            append.error = error
+            append.done.set()
+
+
+INSERT_RECORDS = ('INSERT INTO log_records ("topic", "partition", "offset", "key", "value", "timestamp_ms") '
+                  "VALUES (?, ?, ?, ?, ?, ?)")
+
+
+def _rows(conn, group: list[_Append], now_ms: int) -> list[tuple]:
+    """Rows of every waiting append, numbered on from each partition's end, in arrival order."""
+    next_offset: dict[tuple[str, int], int] = {}
+    rows = []
+    for append in group:
+        for partition, message in append.placed:
+            place = (append.topic, partition)
+            if place not in next_offset:
+                next_offset[place] = EmbeddedLog._end_offset(conn, *place)
+            rows.append((append.topic, partition, next_offset[place], message.key, message.value, now_ms))
+            next_offset[place] += 1
+    return rows
 
 
 class EmbeddedConsumer:

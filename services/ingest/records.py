@@ -1,0 +1,134 @@
+"""What ingest remembers besides the log: messageIds seen, duplicates counted, violations.
+
+None of it is on the durability path (the log is), so it is written by one background
+thread in batches, off the request: HTTP threads never queue for the database's write
+lock behind the projectors. This process also keeps the messageIds it appended in
+memory, so its own duplicates are caught at once; other replicas see them once the
+writer has committed (a few milliseconds). A duplicate that slips through is harmless:
+delivery is at-least-once and every consumer is idempotent by messageId.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Engine
+
+from services.ingest.tables import PlanViolation, SeenMessage, Source
+from services.runtime.clock import now
+from services.runtime.db import reading, upsert, writing
+
+logger = logging.getLogger(__name__)
+
+MEMORY_LIMIT = 200_000  # messageIds kept in memory per process
+IDLE_EXIT_S = 5.0  # the writer thread ends when idle; the next write starts it again
+PURGE_EVERY_S = 60.0
+
+
+class IngestRecords:
+    def __init__(self, engine: Engine, window_s: float):
+        self.engine, self.window_s = engine, window_s
+        self.recent: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self.lock = threading.Lock()
+        self.pending: queue.SimpleQueue = queue.SimpleQueue()
+        self.writer: threading.Thread | None = None
+        self.purged_at = 0.0
+        self.writes = 0  # transactions committed, for tests to wait on
+
+    # --- messageId dedupe -------------------------------------------------------------
+
+    def duplicates(self, source_id: str, message_ids: Iterable[str]) -> set[str]:
+        """The ids this source sent within the window (in memory here, or in the database)."""
+        ids = set(message_ids)
+        if not ids or self.window_s <= 0:
+            return set()
+        cutoff = time.monotonic() - self.window_s
+        with self.lock:
+            seen = {m for m in ids if (source_id, m) in self.recent and self.recent[(source_id, m)] >= cutoff}
+        rest = ids - seen
+        if rest:
+            since = now() - timedelta(seconds=self.window_s)
+            with reading(self.engine) as session:
+                seen |= set(session.scalars(select(SeenMessage.message_id).where(
+                    SeenMessage.source_id == source_id, SeenMessage.message_id.in_(rest),
+                    SeenMessage.seen_at >= since)))
+        return seen
+
+    def remember(self, source_id: str, message_ids: list[str], duplicates: int) -> None:
+        """Appended `message_ids` (and `duplicates` acknowledged but not appended)."""
+        if self.window_s > 0 and message_ids:
+            at = time.monotonic()
+            with self.lock:
+                for message_id in message_ids:
+                    self.recent[(source_id, message_id)] = at
+                    self.recent.move_to_end((source_id, message_id))
+                while len(self.recent) > MEMORY_LIMIT:
+                    self.recent.popitem(last=False)
+            self._write(("seen", source_id, message_ids))
+        if duplicates:
+            self._write(("duplicates", source_id, duplicates))
+
+    def violations(self, rows: list[dict]) -> None:
+        if rows:
+            self._write(("violations", rows))
+
+    # --- the background writer --------------------------------------------------------
+
+    def _write(self, item: tuple) -> None:
+        self.pending.put(item)
+        with self.lock:
+            if self.writer is None or not self.writer.is_alive():
+                self.writer = threading.Thread(target=self._run, name="ingest-records", daemon=True)
+                self.writer.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                batch = [self.pending.get(timeout=IDLE_EXIT_S)]
+            except queue.Empty:
+                with self.lock:
+                    if self.pending.empty():
+                        self.writer = None
+                        return
+                continue
+            while len(batch) < 5_000:
+                try:
+                    batch.append(self.pending.get_nowait())
+                except queue.Empty:
+                    break
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple]) -> None:
+        seen_at, seen, duplicates, violations = now(), {}, {}, []
+        for kind, *rest in batch:
+            if kind == "seen":
+                seen.update({(rest[0], m): None for m in rest[1]})
+            elif kind == "duplicates":
+                duplicates[rest[0]] = duplicates.get(rest[0], 0) + rest[1]
+            else:
+                violations += rest[0]
+        try:
+            with writing(self.engine) as session:
+                upsert(session, SeenMessage, [{"source_id": s, "message_id": m, "seen_at": seen_at}
+                                              for s, m in seen], ["source_id", "message_id"], ["seen_at"])
+                for source_id, count in duplicates.items():
+                    session.execute(update(Source).where(Source.id == source_id)
+                                    .values(duplicates=Source.duplicates + count))
+                if violations:
+                    session.add_all(PlanViolation(**row) for row in violations)
+                self._purge(session, seen_at)
+            self.writes += 1
+        except Exception:  # noqa: BLE001 - losing these only weakens dedupe, never loses events
+            logger.exception("ingest: could not record %d seen messageIds / violations", len(batch))
+
+    def _purge(self, session, at) -> None:
+        if time.monotonic() - self.purged_at < PURGE_EVERY_S:
+            return
+        self.purged_at = time.monotonic()
+        session.execute(delete(SeenMessage).where(SeenMessage.seen_at < at - timedelta(seconds=self.window_s)))

@@ -1,0 +1,270 @@
+"""Replay: rebuild a projection from the start of the log into fresh tables, swap them in.
+
+The live projection keeps serving and consuming while its copy is rebuilt:
+- the copy lives in scratch tables: on PostgreSQL a schema `replay_<consumer>` in the same
+  database (the handler runs with schema_translate_map), on SQLite a file next to the
+  database (attached as `replay` for the swap). The handler is the live one; its output is
+  discarded (it is on the log already), and it reads from a fresh consumer group.
+- inputs that are not projections (segment definitions, operator overrides) are copied
+  into the scratch tables first, and must be unchanged at the swap.
+- the swap is one transaction: it locks the live consumer's offset rows (the live
+  projector pauses), applies the last records so the copy is exactly as far as the live
+  projection, counts differing rows, replaces the live rows (DELETE + INSERT ... SELECT),
+  and commits. Readers see the old rows until the commit (MVCC; SQLite's WAL snapshot).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import (Connection, Engine, MetaData, Table, create_engine, delete, event, func, insert,
+                        select, text, update)
+from sqlalchemy.engine import make_url
+
+from services.runtime.db import Base, make_engine
+from services.runtime.log import Consumer, Log, Message, TopicPartition
+from services.runtime.projector import Handler, Positions, Projector
+from services.runtime.tables import ConsumerOffset
+
+SCRATCH = "replay"
+STALL_S = 120.0
+Progress = Callable[[int, int], None]  # (records applied, records to apply)
+
+
+@dataclass(frozen=True)
+class Projection:
+    consumer: str
+    tables: tuple[str, ...]  # rebuilt by replay and swapped in
+    inputs: tuple[str, ...] = ()  # read by the handler, written elsewhere: copied, must not change
+    volatile: dict[str, tuple[str, ...]] = field(default_factory=dict)  # wall-clock of applying
+    lock: tuple[str, ...] = ()  # statements the swap runs first, to order it with other writers
+    # counters readers compare across the swap (profile versions order snapshots): the swap
+    # adds the live maximum, so they keep growing; not compared
+    monotonic: dict[str, str] = field(default_factory=dict)
+
+    def uncompared(self, table: str) -> tuple[str, ...]:
+        return self.volatile.get(table, ()) + tuple(c for t, c in self.monotonic.items() if t == table)
+
+
+PROJECTIONS = {p.consumer: p for p in (
+    Projection("identity", ("identity_links", "identity_components", "identity_events",
+                            "identity_profiles", "identity_merges", "identity_refusals"),
+               inputs=("identity_overrides",)),
+    Projection("profile", ("profiles", "profile_traits", "profile_events", "profile_aliases",
+                           "profile_identities"),
+               inputs=("computed_trait_definitions",), monotonic={"profiles": "version"}),
+    # membership history is not swapped: its sequence numbers are marketing tools' cursors
+    Projection("segments", ("segment_profiles", "segment_members"),
+               inputs=("segments", "segment_catalog"), volatile={"segment_members": ("entered_at",)},
+               lock=("UPDATE segment_catalog SET version = version",)),
+)}
+
+
+class ReplayAborted(RuntimeError):
+    pass
+
+
+@dataclass
+class Report:
+    consumer: str
+    records: int
+    differences: dict[str, tuple[int, int]]  # table: (rows only live, rows only rebuilt)
+    swapped: bool
+
+    @property
+    def equal(self) -> bool:
+        return not any(a or b for a, b in self.differences.values())
+
+
+class DiscardingLog:
+    """The live log for reading; writes go nowhere (replayed output is on the log already)."""
+
+    def __init__(self, log: Log):
+        self.log = log
+
+    def append(self, topic: str, messages: Sequence[Message]) -> None:
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self.log, name)
+
+
+class Scratch:
+    """Where a projection's copy is built, and a connection that sees it beside the live tables."""
+
+    def __init__(self, live: Engine, consumer: str):
+        self.live, self.sqlite = live, live.dialect.name == "sqlite"
+        if self.sqlite:
+            database = Path(make_url(live.url).database)
+            self.path = database.with_name(f"{database.name}.replay-{consumer}")
+            self.path.unlink(missing_ok=True)
+            self.engine, self.schema = make_engine(f"sqlite:///{self.path}"), SCRATCH
+            self.both = _sqlite_with_attached(live.url, self.path)
+        else:
+            self.schema = f"replay_{consumer}"
+            with live.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+                conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+            self.engine = live.execution_options(schema_translate_map={None: self.schema})
+            self.both = live
+        Base.metadata.create_all(self.engine)
+
+    def table(self, name: str) -> Table:
+        return Base.metadata.tables[name].to_metadata(MetaData(), schema=self.schema)
+
+    def drop(self) -> None:
+        if self.sqlite:
+            self.both.dispose()
+            self.engine.dispose()
+            self.path.unlink(missing_ok=True)
+        else:
+            with self.live.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+
+
+def _sqlite_with_attached(url, path: Path) -> Engine:
+    """The live SQLite database with the scratch file attached. BEGIN is deferred so the
+    swap's first write locks only the live file (the scratch one stays writable)."""
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA busy_timeout=60000")
+        dbapi_connection.execute(f"ATTACH DATABASE '{path}' AS {SCRATCH}")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def rebuild(runtime, handler: Handler, *, swap: bool = True, progress: Progress | None = None) -> Report:
+    """Rebuild `handler`'s projection from the log; swap it in unless `swap` is False."""
+    projection = PROJECTIONS[handler.name]
+    scratch = Scratch(runtime.engine, handler.name)
+    try:
+        with scratch.both.begin() as conn:
+            _copy(conn, projection.inputs, source=_live, target=scratch.table)
+        replayer = Projector(handler, scratch.engine, DiscardingLog(runtime.log),
+                             batch_size=runtime.settings.batch_size)
+        consumer = runtime.log.consumer(f"replay.{handler.name}.{uuid.uuid4().hex[:8]}",
+                                        handler.topics, replayer.stored_positions)
+        try:
+            _catch_up(replayer, consumer, live_offsets(runtime.engine, handler.name), progress)
+            with scratch.both.begin() as conn:
+                return _swap(conn, scratch, projection, replayer, consumer, swap, progress)
+        finally:
+            consumer.close()
+    finally:
+        scratch.drop()
+
+
+def _swap(conn: Connection, scratch: Scratch, projection: Projection, replayer: Projector,
+          consumer: Consumer, swap: bool, progress: Progress | None) -> Report:
+    target = _lock_live(conn, projection)
+    _catch_up(replayer, consumer, target, progress)
+    changed = [t for t in projection.inputs if any(_differences(conn, scratch, t, ()))]
+    if changed:
+        raise ReplayAborted(f"{', '.join(changed)} changed during the replay; run it again")
+    differences = {t: _differences(conn, scratch, t, projection.uncompared(t)) for t in projection.tables}
+    if swap:
+        floors = {t: conn.execute(select(func.max(_live(t).c[c]))).scalar() or 0
+                  for t, c in projection.monotonic.items()}
+        for name in projection.tables:
+            conn.execute(delete(_live(name)))
+        _copy(conn, projection.tables, source=scratch.table, target=_live)
+        for name, column in projection.monotonic.items():
+            live = _live(name)
+            conn.execute(update(live).values({column: live.c[column] + floors[name]}))
+    return Report(projection.consumer, sum(target.values()), differences, swap)
+
+
+def live_offsets(engine: Engine, consumer: str) -> Positions:
+    with engine.connect() as conn:
+        rows = conn.execute(select(ConsumerOffset.topic, ConsumerOffset.partition, ConsumerOffset.next_offset)
+                            .where(ConsumerOffset.consumer == consumer))
+        return {TopicPartition(t, p): o for t, p, o in rows}
+
+
+def _lock_live(conn: Connection, projection: Projection) -> Positions:
+    """Lock the live consumer's offsets (a no-op update takes the row locks on both backends)."""
+    conn.execute(update(ConsumerOffset).where(ConsumerOffset.consumer == projection.consumer)
+                 .values(next_offset=ConsumerOffset.next_offset))
+    for statement in projection.lock:
+        conn.execute(text(statement))
+    rows = conn.execute(select(ConsumerOffset.topic, ConsumerOffset.partition, ConsumerOffset.next_offset)
+                        .where(ConsumerOffset.consumer == projection.consumer))
+    return {TopicPartition(t, p): o for t, p, o in rows}
+
+
+def _catch_up(replayer: Projector, consumer: Consumer, target: Positions,
+              progress: Progress | None) -> None:
+    """Apply records until the copy is exactly at `target` (records past it are read again
+    later: the consumer is moved back to the target)."""
+    total, last_progress = sum(target.values()), (-1, time.monotonic())
+    while True:
+        applied = sum(min(replayer.applied(tp), end) for tp, end in target.items())
+        if progress:
+            progress(applied, total)
+        if applied >= total:
+            return
+        if applied != last_progress[0]:
+            last_progress = (applied, time.monotonic())
+        elif time.monotonic() - last_progress[1] > STALL_S:
+            raise ReplayAborted(f"no progress for {STALL_S:.0f}s at {applied}/{total} records")
+        batch = consumer.poll(replayer.batch_size, replayer.poll_timeout_s)
+        wanted = [r for r in batch if r.offset < target.get(r.tp, 0)]
+        beyond = {r.tp: target.get(r.tp, 0) for r in batch if r.offset >= target.get(r.tp, 0)}
+        if wanted:
+            replayer.apply_or_recover(consumer, wanted)
+        if beyond:
+            consumer.seek(beyond)
+
+
+def _live(name: str) -> Table:
+    return Base.metadata.tables[name]
+
+
+def _generated(table: Table) -> set[str]:
+    """A surrogate integer key: numbered anew on insert, so neither compared nor copied."""
+    pk = list(table.primary_key.columns)
+    if len(pk) == 1 and pk[0].autoincrement is True:
+        return {pk[0].name}
+    return set()
+
+
+def _columns(table: Table, skip=()) -> list[str]:
+    return [c.name for c in table.columns if c.name not in _generated(table) | set(skip)]
+
+
+def _copy(conn: Connection, names: Sequence[str], *, source, target) -> None:
+    for name in names:
+        columns = _columns(_live(name))
+        src, dst = source(name), target(name)
+        conn.execute(delete(dst))
+        conn.execute(insert(dst).from_select(columns, select(*[src.c[c] for c in columns])))
+
+
+def _differences(conn: Connection, scratch: Scratch, name: str, volatile) -> tuple[int, int]:
+    columns = _columns(_live(name), volatile)
+    live, copy = _live(name), scratch.table(name)
+    as_rows = (lambda t: select(*[t.c[c] for c in columns]))
+
+    def count_except(a, b) -> int:
+        return conn.execute(select(func.count()).select_from(as_rows(a).except_(as_rows(b)).subquery())).scalar()
+
+    return count_except(live, copy), count_except(copy, live)
+
+
+def replayable(runtime) -> dict[str, Handler]:
+    """The handlers of every projection replay knows, by consumer name."""
+    from services.runtime.runner import bootstrap_services
+
+    return {s.projector.handler.name: s.projector.handler for s in bootstrap_services(runtime)
+            if s.projector is not None and s.projector.handler.name in PROJECTIONS}
+

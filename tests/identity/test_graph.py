@@ -1,0 +1,68 @@
+"""The identity worker on each backend: merges as events, merge protection, late evidence."""
+from __future__ import annotations
+
+import pytest
+
+from services.identity.domain.identifiers import Identifier
+from services.identity.domain.resolution import new_profile_id
+from tests.identity.support import IdentityWorld, raw
+
+ALICE, BOB = new_profile_id(Identifier("user_id", "alice")), new_profile_id(Identifier("user_id", "bob"))
+TABLET = new_profile_id(Identifier("anonymous_id", "tablet"))
+
+
+@pytest.fixture
+def world(settings):
+    world = IdentityWorld(settings)
+    yield world
+    world.close()
+
+
+def test_a_login_merges_the_visitor_into_the_user_with_a_merge_record(world):
+    world.send([raw("2026-01-01T10:00:00Z", "m1", anonymousId="tablet"),
+                raw("2026-01-01T11:00:00Z", "m2", anonymousId="tablet", userId="alice")])
+    world.resolve()
+    assert world.owners() == {Identifier("anonymous_id", "tablet"): ALICE, Identifier("user_id", "alice"): ALICE}
+    assert world.event_profiles() == {"m1": ALICE, "m2": ALICE}
+    records = world.resolved(3)
+    merge = next(r for r in records if r["kind"] == "merge")
+    assert (merge["survivor"], merge["absorbed"], merge["message_id"]) == (ALICE, TABLET, "m2")
+    assert {"type": "anonymous_id", "value": "tablet"} in merge["identifiers"]
+
+
+def test_a_shared_tablet_never_merges_two_users_and_the_refusal_is_recorded(world):
+    world.send([raw("2026-01-01T10:00:00Z", "m1", anonymousId="tablet", userId="alice"),
+                raw("2026-01-01T11:00:00Z", "m2", anonymousId="tablet", userId="bob")])
+    world.resolve()
+    assert world.event_profiles() == {"m1": ALICE, "m2": BOB}
+    assert world.refusals() == {("m2", "anonymous_id", "tablet")}
+    refusal = next(r for r in world.resolved(3) if r["kind"] == "refusal")
+    assert refusal["profile_id"] == BOB and refusal["conflict_type"] == "user_id"
+    assert "alice, bob" in refusal["reason"]
+
+
+def test_late_evidence_moves_the_tablet_and_splits_alices_profile(world):
+    # in arrival order the tablet goes to alice; an older event (sent late) shows it was bob's first
+    world.send([raw("2026-01-01T10:00:00Z", "m1", anonymousId="tablet", userId="alice"),
+                raw("2026-01-01T10:30:00Z", "m2", anonymousId="tablet"),
+                raw("2026-01-01T09:00:00Z", "m0", anonymousId="tablet", userId="bob")])
+    world.resolve()
+    assert world.owners()[Identifier("anonymous_id", "tablet")] == BOB
+    assert world.event_profiles() == {"m0": BOB, "m1": ALICE, "m2": BOB}
+    assert world.refusals() == {("m1", "anonymous_id", "tablet")}
+    records = world.resolved(8)
+    splits = [r for r in records if r["kind"] == "split"]
+    assert {s["profile_id"] for s in splits} == {ALICE, BOB}  # one per profile involved
+    assert all(s["from"] == ALICE and s["message_ids"] == ["m1", "m2"] for s in splits)
+    assert splits[0]["parts"] == {ALICE: [{"type": "user_id", "value": "alice"}],
+                                  BOB: [{"type": "anonymous_id", "value": "tablet"}]}
+    again = {(r["event"]["messageId"], r["profile_id"]) for r in records if r.get("reresolved")}
+    assert again == {("m1", ALICE), ("m2", BOB)}
+
+
+def test_a_redelivered_event_changes_nothing_and_is_not_published_twice(world):
+    event = raw("2026-01-01T10:00:00Z", "m1", anonymousId="a1", userId="u1")
+    world.send([event, event])
+    world.resolve()
+    records = world.resolved(1)
+    assert [r["kind"] for r in records] == ["event"]

@@ -1,0 +1,89 @@
+"""Replay rebuilds every projection from the log into fresh tables that equal the live ones
+(invariant 5), and swaps them in while the live pipeline keeps running."""
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+
+from services.runtime.db import Base, writing
+from services.runtime.replay import PROJECTIONS, rebuild, replayable
+from services.segments.tables import SegmentProfile
+from services.profile.tables import Profile, ProfileTrait
+from tests.support import RunningPipeline, wait_until
+
+USERS = [f"user-{i}" for i in range(12)]
+
+
+def feed(pipeline) -> None:
+    assert pipeline.api.post("/v1/segments", json={
+        "key": "pro", "name": "Pro", "condition": {"trait": "plan", "equals": "pro"}}).status_code == 201
+    for i, user in enumerate(USERS):
+        assert pipeline.ingest.post("/v1/identify", json={
+            "userId": user, "anonymousId": f"anon-{i}",
+            "traits": {"plan": "pro" if i % 3 else "free", "email": f"{user}@example.com"}}).status_code == 200
+        # the same identifiers on both events: identity's answer doesn't hang on the order in
+        # which partitions are read (cross-partition merges are the Identity issue's to make
+        # order-independent; see the report of issue 8)
+        assert pipeline.ingest.post("/v1/track", json={"userId": user, "anonymousId": f"anon-{i}",
+                                                       "event": "Page Viewed"}).status_code == 200
+
+    def settled():
+        with pipeline.runtime.engine.connect() as conn:
+            return len(conn.execute(select(SegmentProfile.profile_id)).all()) == len(USERS)
+    wait_until(settled, 60, "every profile to reach the segments projector")
+
+
+def snapshot(engine) -> dict[str, list]:
+    """Every projected table's rows, without the columns replay can't reproduce."""
+    tables = {}
+    with engine.connect() as conn:
+        for projection in PROJECTIONS.values():
+            for name in projection.tables:
+                table = Base.metadata.tables[name]
+                skip = set(projection.uncompared(name)) | {
+                    c.name for c in table.primary_key.columns if c.autoincrement is True}
+                columns = [c for c in table.columns if c.name not in skip]
+                tables[name] = sorted(map(tuple, conn.execute(select(*columns))), key=repr)
+    return tables
+
+
+def profile_versions(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(select(Profile.profile_id, Profile.version)).all())
+
+
+def test_replaying_every_projection_gives_the_live_tables(settings):
+    with RunningPipeline(settings) as pipeline:
+        runtime = pipeline.runtime
+        feed(pipeline)
+        before, versions = snapshot(runtime.engine), profile_versions(runtime.engine)
+        assert before["profiles"] and before["segment_members"]
+        reports = [rebuild(runtime, handler) for handler in replayable(runtime).values()]
+        assert [r.consumer for r in reports] == ["identity", "profile", "segments"]
+        assert all(r.equal for r in reports), [r.differences for r in reports]
+        assert all(r.records > 0 and r.swapped for r in reports)
+        assert snapshot(runtime.engine) == before
+        after = profile_versions(runtime.engine)  # snapshots published after the swap stay newer
+        assert all(after[p] > v for p, v in versions.items())
+        # the live projectors keep going after the swap
+        assert pipeline.ingest.post("/v1/identify", json={"userId": "late", "traits": {"plan": "pro"}}
+                                    ).status_code == 200
+        wait_until(lambda: len(snapshot(runtime.engine)["segment_members"]) == len(before["segment_members"]) + 1,
+                   60, "the late profile to join the segment")
+
+
+def test_replay_repairs_a_damaged_projection(settings):
+    with RunningPipeline(settings) as pipeline:
+        runtime = pipeline.runtime
+        feed(pipeline)
+        before = snapshot(runtime.engine)
+        with writing(runtime.engine) as session:
+            session.execute(delete(ProfileTrait).where(ProfileTrait.name == "plan"))
+        handler = replayable(runtime)["profile"]
+
+        checked = rebuild(runtime, handler, swap=False)
+        assert checked.differences["profile_traits"] == (0, len(USERS)) and not checked.swapped
+        assert snapshot(runtime.engine) != before
+
+        assert not rebuild(runtime, handler).equal
+        assert snapshot(runtime.engine) == before
+        assert rebuild(runtime, handler).equal
