@@ -38,9 +38,7 @@ def describe(session: Session, profile_id: str) -> dict:
         raise NotFound(f"no profile {profile_id!r}")
     links = session.scalars(select(IdentityLink).where(IdentityLink.profile_id == current)
                             .order_by(IdentityLink.type, IdentityLink.value)).all()
-    merges = session.scalars(select(IdentityMerge).where(or_(IdentityMerge.survivor == current,
-                                                             IdentityMerge.absorbed == current))
-                             .order_by(IdentityMerge.id)).all()
+    merges = _merge_history(session, current)
     splits = session.scalars(select(IdentitySplit).where(IdentitySplit.profile_id == current)
                              .order_by(IdentitySplit.id)).all()
     refusals = session.scalars(select(IdentityRefusal).where(IdentityRefusal.profile_id == current)
@@ -55,6 +53,20 @@ def describe(session: Session, profile_id: str) -> dict:
             "refused_merges": [{"message_id": r.message_id, "dropped": {"type": r.dropped_type,
                                                                         "value": r.dropped_value},
                                 "conflict_type": r.conflict_type, "reason": r.reason} for r in refusals]}
+
+
+def _merge_history(session: Session, current: str) -> list[IdentityMerge]:
+    """Merges into `current` and, transitively, into the profiles it absorbed (their history
+    moved with them); and a merge of `current` into another, should it read as itself again."""
+    found: dict[int, IdentityMerge] = {}
+    ids, todo = {current}, [current]
+    while todo:
+        rows = session.scalars(select(IdentityMerge).where(or_(IdentityMerge.survivor.in_(todo),
+                                                               IdentityMerge.absorbed == current))).all()
+        found |= {r.id: r for r in rows}
+        todo = sorted({r.absorbed for r in rows if r.survivor in todo} - ids)
+        ids |= set(todo)
+    return [found[i] for i in sorted(found)]
 
 
 def unmerge(session: Session, log: Log, rules: Rules, profile_id: str, identifier: Identifier,

@@ -2,8 +2,10 @@
 what to publish. The decisions themselves come from domain/ (pure)."""
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.orm import Session
@@ -12,21 +14,45 @@ from services.identity.domain.corrections import Split, corrections
 from services.identity.domain.identifiers import Identifier
 from services.identity.domain.resolution import (Evidence, Graph, Refusal, groups_of, new_profile_id,
                                                  partition)
-from services.identity.domain.rules import Rules
+from services.identity.domain.rules import Rules, build_rules
 from services.identity.log_reader import read_at
 from services.identity.tables import (IdentityComponent, IdentityEvent, IdentityLink, IdentityMerge,
-                                      IdentityOverride, IdentityProfile, IdentityRefusal, IdentitySplit)
+                                      IdentityOverride, IdentityProfile, IdentityRefusal, IdentityRules,
+                                      IdentitySplit)
 from services.runtime import topics
 from services.runtime.clock import now
-from services.runtime.db import insert_new
+from services.runtime.db import insert_new, upsert
 from services.runtime.log import Log, Message
 from services.runtime.projector import Output
 
 COMPONENT_NAMESPACE = uuid.UUID("0c4b1f0e-7a57-4f0e-8f51-2b1e8f6e9d21")
 
 
+RULES_ROW = 1
+
+
+def configured_rules(session: Session, file_rules: Rules) -> Rules:
+    """The rules an admin stored (PUT /v1/identity/rules), else those of the file: shared by
+    every worker, kept across restarts and replays."""
+    stored = session.get(IdentityRules, RULES_ROW)
+    return _parsed(json.dumps(stored.document, sort_keys=True)) if stored else file_rules
+
+
+@lru_cache(maxsize=8)
+def _parsed(document: str) -> Rules:
+    return build_rules(json.loads(document))
+
+
+def save_rules(session: Session, rules: Rules) -> None:
+    """Store `rules` for every worker; they apply to events resolved from the next batch on.
+    An upsert, so two admins saving at once both succeed (the later one wins)."""
+    upsert(session, IdentityRules, [{"id": RULES_ROW, "document": rules.as_json(), "updated_at": now()}],
+           keys=["id"], update=["document", "updated_at"])
+
+
 def operator_rules(session: Session, rules: Rules) -> Rules:
-    """The configured rules plus the operators' blocks and isolations."""
+    """The configured rules (an admin's, else the file's) plus the operators' blocks and isolations."""
+    rules = configured_rules(session, rules)
     rows = session.execute(select(IdentityOverride.type, IdentityOverride.value,
                                   IdentityOverride.action)).all()
     return rules.with_operator_overrides([(t, v) for t, v, a in rows if a == "block"],

@@ -105,3 +105,13 @@ class IdentityOverride(Base):
     profile_id: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class IdentityRules(Base):
+    """The rules an admin stored (PUT /v1/identity/rules), one row; they replace the file's.
+    Operator input, kept when the projections are replayed."""
+
+    __tablename__ = "identity_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document: Mapped[dict] = mapped_column(Json)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -52,7 +52,7 @@ class Projection:
 PROJECTIONS = {p.consumer: p for p in (
     Projection("identity", ("identity_links", "identity_components", "identity_events",
                             "identity_profiles", "identity_merges", "identity_refusals"),
-               inputs=("identity_overrides",)),
+               inputs=("identity_overrides", "identity_rules")),
     Projection("profile", ("profiles", "profile_traits", "profile_events", "profile_aliases",
                            "profile_identities"),
                inputs=("computed_trait_definitions",), monotonic={"profiles": "version"}),

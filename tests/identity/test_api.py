@@ -98,3 +98,106 @@ def test_the_cli_unmerges_too(world, settings, monkeypatch):
                                       "--reason", "shared device"])
     assert result.exit_code == 0, result.output
     assert world.owners()[Identifier("anonymous_id", "tablet")] == TABLET
+
+
+# --- the paths: /v1/profiles/{id}/identities, /merges, /unmerge ---------------------
+
+def test_profile_identities_and_merges_answer_for_the_survivor_with_evidence(api):
+    client, _, reader = api
+    identities = client.get(f"/v1/profiles/{TABLET}/identities", headers=reader)
+    assert identities.status_code == 200, identities.text
+    assert (identities.json()["profile_id"], identities.json()["requested_id"]) == (ALICE, TABLET)
+    assert [(i["type"], i["value"]) for i in identities.json()["identities"]] == [
+        ("anonymous_id", "tablet"), ("user_id", "alice")]
+    merges = client.get(f"/v1/profiles/{ALICE}/merges", headers=reader).json()
+    assert [(m["survivor"], m["absorbed"], m["message_id"]) for m in merges["merges"]] == [(ALICE, TABLET, "m2")]
+    assert {"type": "anonymous_id", "value": "tablet"} in merges["merges"][0]["identifiers"]
+    assert "identities" not in merges
+    refused = client.get(f"/v1/profiles/{BOB}/merges", headers=reader).json()["refused_merges"]
+    assert refused[0]["message_id"] == "m3"
+    assert client.get("/v1/profiles/nobody/identities", headers=reader).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["identities", "merges"])
+def test_profile_reads_need_a_token_with_profiles_read(api, world, path):
+    client, _, _ = api
+    with writing(world.runtime.engine) as session:
+        segments_only = create_token(session, "segments", ["segments:read"])
+    assert client.get(f"/v1/profiles/{ALICE}/{path}").status_code == 401
+    answer = client.get(f"/v1/profiles/{ALICE}/{path}", headers={"Authorization": f"Bearer {segments_only}"})
+    assert answer.status_code == 403
+
+
+def test_profile_unmerge_is_the_identity_unmerge_and_needs_admin(api, world):
+    client, admin, reader = api
+    body = {"type": "anonymous_id", "value": "tablet", "action": "remove", "reason": "family tablet"}
+    assert client.post(f"/v1/profiles/{TABLET}/unmerge", json=body).status_code == 401
+    assert client.post(f"/v1/profiles/{TABLET}/unmerge", json=body, headers=reader).status_code == 403
+    answer = client.post(f"/v1/profiles/{TABLET}/unmerge", json=body, headers=admin)  # an absorbed id
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["profile_id"] == ALICE and answer.json()["events_resolved_again"] == 2
+    assert world.event_profiles() == {"m1": TABLET, "m2": ALICE, "m3": BOB}
+    assert client.get(f"/v1/profiles/{TABLET}/identities", headers=reader).json()["profile_id"] == TABLET
+
+
+def test_the_profile_service_routes_do_not_clash_with_these(api):
+    from services.profile.routes import router as profile_router
+
+    paths = {(m, r.path) for r in profile_router.routes for m in r.methods}
+    ours = {(m, r.path) for r in router_for(DEFAULT_RULES).routes for m in r.methods}
+    assert not paths & ours
+
+
+# --- rules read and updated by admins -------------------------------------------------------
+
+def test_admins_replace_the_rules_for_every_worker_and_new_events_follow_them(api, world):
+    client, admin, reader = api
+    assert client.put("/v1/identity/rules", json={}).status_code == 401
+    assert client.put("/v1/identity/rules", json={}, headers=reader).status_code == 403
+    assert client.get("/v1/identity/rules", headers=reader).status_code == 403
+    rules = client.get("/v1/identity/rules", headers=admin).json()
+    assert "guest" not in rules["blocked_values"]
+    rules["blocked_values"].append("guest")  # add a blocked value
+    rules["types"]["device_id"] = None  # and switch a type off
+    answer = client.put("/v1/identity/rules", json=rules, headers=admin)
+    assert answer.status_code == 200, answer.text
+    assert client.get("/v1/identity/rules", headers=admin).json() == answer.json()
+    assert answer.json()["types"]["device_id"] is None and "guest" in answer.json()["blocked_values"]
+    # a fresh worker (as after a restart) reads them from the database
+    world.send([raw("2026-01-02T10:00:00Z", "g1", userId="guest", anonymousId="g-a"),
+                raw("2026-01-02T10:01:00Z", "g2", userId="guest", anonymousId="g-b"),
+                raw("2026-01-02T10:02:00Z", "d1", userId="carol", context={"device": {"id": "d-9"}})])
+    world.resolve()
+    owners = world.owners()
+    assert Identifier("user_id", "guest") not in owners and Identifier("device_id", "d-9") not in owners
+    assert owners[Identifier("anonymous_id", "g-a")] != owners[Identifier("anonymous_id", "g-b")]
+    # remove the blocked value again: "guest" links from the next event on
+    rules = answer.json()
+    rules["blocked_values"].remove("guest")
+    assert client.put("/v1/identity/rules", json=rules, headers=admin).status_code == 200
+    world.send([raw("2026-01-03T10:00:00Z", "g3", userId="guest", anonymousId="g-c")])
+    world.resolve()
+    assert world.owners()[Identifier("anonymous_id", "g-c")] == new_profile_id(Identifier("user_id", "guest"))
+
+
+@pytest.mark.parametrize("document", [{"types": {"email": {"limit": 0}}}, {"blocked_patterns": ["("]},
+                                      {"types": []}, {"blocked_values": "guest"}, {"nonsense": 1}])
+def test_invalid_rules_are_refused_and_the_old_ones_stay(api, document):
+    client, admin, _ = api
+    answer = client.put("/v1/identity/rules", json=document, headers=admin)
+    assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_rules"
+    assert client.get("/v1/identity/rules", headers=admin).json() == DEFAULT_RULES.as_json()
+
+
+def test_merge_history_carries_the_history_of_the_profiles_absorbed_before(api, world):
+    client, _, reader = api
+    world.send([raw("2026-01-05T10:00:00Z", "c1", anonymousId="phone"),
+                raw("2026-01-05T11:00:00Z", "c2", anonymousId="phone", traits={"email": "cy@x.io"}),
+                raw("2026-01-05T12:00:00Z", "c3", userId="cy", traits={"email": "cy@x.io"})])
+    world.resolve()
+    phone, email = (new_profile_id(Identifier(t, v)) for t, v in (("anonymous_id", "phone"), ("email", "cy@x.io")))
+    cy = new_profile_id(Identifier("user_id", "cy"))
+    body = client.get(f"/v1/profiles/{phone}/merges", headers=reader).json()
+    assert body["profile_id"] == cy
+    assert [(m["survivor"], m["absorbed"], m["message_id"]) for m in body["merges"]] == [
+        (email, phone, "c2"), (cy, email, "c3")]

@@ -72,7 +72,9 @@ class Rules:
                        isolated=self.isolated | frozenset(isolated))
 
     def as_json(self) -> dict:
-        return {"types": {n: _rule_json(r) for n, r in sorted(self.types.items())},
+        """A document build_rules takes back unchanged (default types switched off are null)."""
+        off = {n: None for n in DEFAULT_TYPES if n not in self.types}
+        return {"types": {**off, **{n: _rule_json(r) for n, r in sorted(self.types.items())}},
                 "custom": _rule_json(self.custom), "blocked_values": sorted(self.blocked_values),
                 "blocked_patterns": [p.pattern for p in self.blocked_patterns],
                 "default_phone_region": self.default_phone_region}
@@ -85,11 +87,16 @@ def _rule_json(rule: TypeRule) -> dict:
 
 def build_rules(config: Mapping[str, Any] | None = None) -> Rules:
     """Defaults overridden by `config` (the JSON file's content); raises ValueError when invalid."""
+    if not isinstance(config or {}, Mapping) or not isinstance((config or {}).get("types", {}), Mapping):
+        raise ValueError("identity rules must be an object, and their types an object")
     config = dict(config or {})
     unknown = set(config) - {"types", "custom", "blocked_values", "extra_blocked_values",
                              "blocked_patterns", "default_phone_region"}
     if unknown:
         raise ValueError(f"unknown identity rule settings: {', '.join(sorted(unknown))}")
+    for key in ("blocked_values", "extra_blocked_values", "blocked_patterns"):
+        if not isinstance(config.get(key, []), list):
+            raise ValueError(f"identity rule setting {key!r} must be a list")
     types = {name: _type_rule(name, DEFAULT_TYPES.get(name, {}), given)
              for name, given in {**{n: {} for n in DEFAULT_TYPES}, **config.get("types", {})}.items()
              if given is not None}  # a type set to null is switched off
@@ -97,12 +104,20 @@ def build_rules(config: Mapping[str, Any] | None = None) -> Rules:
     return Rules(types=types, custom=_type_rule("custom", DEFAULT_CUSTOM, config.get("custom", {})),
                  blocked_values=frozenset(str(v).strip().lower() for v in
                                           [*blocked, *config.get("extra_blocked_values", [])]),
-                 blocked_patterns=tuple(re.compile(p, re.IGNORECASE)
-                                        for p in config.get("blocked_patterns", [])),
+                 blocked_patterns=tuple(_pattern(p) for p in config.get("blocked_patterns", [])),
                  default_phone_region=config.get("default_phone_region"))
 
 
+def _pattern(text: str) -> re.Pattern:
+    try:
+        return re.compile(text, re.IGNORECASE)
+    except (re.error, TypeError) as error:
+        raise ValueError(f"blocked pattern {text!r} is not a regular expression: {error}") from None
+
+
 def _type_rule(name: str, default: Mapping, given: Mapping) -> TypeRule:
+    if not isinstance(given, Mapping):
+        raise ValueError(f"identity rule {name!r} must be an object or null")
     merged = {**default, **given}
     if not isinstance(merged.get("priority"), int):
         raise ValueError(f"identity rule {name!r}: priority must be an integer")
@@ -111,6 +126,8 @@ def _type_rule(name: str, default: Mapping, given: Mapping) -> TypeRule:
         raise ValueError(f"identity rule {name!r}: limit must be a positive integer or null")
     if merged.get("kind", "id") not in ("id", "email", "phone", "handle"):
         raise ValueError(f"identity rule {name!r}: kind must be id, email, phone or handle")
+    if not isinstance(merged.get("sources", ()), (list, tuple)):
+        raise ValueError(f"identity rule {name!r}: sources must be a list")
     return TypeRule(name, merged["priority"], limit, merged.get("kind", "id"),
                     tuple(merged.get("sources", ())))
 
