@@ -1,9 +1,13 @@
 """Ingest throughput: the raw log versus the HTTP API, on the embedded log and on Kafka.
 
 (a) baseline: N events appended straight to the embedded log, in batches;
-(b) `rapport up` (embedded) in a subprocess, single events POSTed to /v1/track
-    from a few threads (each request answers only once the event is durable);
-(c) the same server, POST /v1/batch with 100 events a request;
+(b) `rapport up` (every service in one process) and/or `rapport serve ingest` alone
+    (after `rapport migrate` and `rapport source create`), embedded log, in a subprocess
+    with the access log off (--no-quiet keeps it): single events POSTed to /v1/track by
+    wrk (a C client: one process, --connections connections, --seconds long; the
+    default when `wrk` is installed) or by --threads httpx threads in this process
+    (--client httpx). Each request answers only once the event is durable;
+(c) the same server, POST /v1/batch with 100 events a request, --threads connections;
 (d) with --kafka (or a Tansu broker found): a bare kafka-python producer (acks=all)
     sends the events to the broker, then `rapport up` on that broker takes the same
     events through POST /v1/batch, in the same run; the ratio (d2)/(d1) is printed.
@@ -11,6 +15,7 @@
 Prints figures; asserts nothing about speed.
 
     .venv/bin/python bench/ingest.py --events 5000
+    .venv/bin/python bench/ingest.py --server serve --events 40000 --batch-events 400000 --no-kafka
 """
 from __future__ import annotations
 
@@ -93,12 +98,15 @@ class Figures:
     latencies_s: list[float]   # per request (HTTP) or per append of a batch (log)
     latency_unit: str
     errors: int = 0
+    fixed: tuple[float, float] | None = None  # (p50, p99) ms when a tool measured them
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else float("nan")
 
     def percentile(self, p: float) -> float:
+        if self.fixed and p in (50, 99):
+            return self.fixed[0 if p == 50 else 1]
         if not self.latencies_s:
             return float("nan")
         ordered = sorted(self.latencies_s)
@@ -141,25 +149,46 @@ def rapport_command() -> list[str]:
 
 
 class RapportUp:
-    """`rapport up` on a temporary data dir and a free port; killed on exit."""
+    """`rapport up` on a temporary data dir and a free port; killed on exit.
 
-    def __init__(self, data_dir: Path, startup_timeout_s: float, env: dict | None = None):
-        self.data_dir, self.timeout, self.extra_env = data_dir, startup_timeout_s, env or {}
+    Its server logs go to a file; `quiet` sets RAPPORT_LOG_LEVEL=WARNING and text format,
+    which turns off the per-request access log line.
+    """
+
+    label = "rapport up"
+
+    def __init__(self, data_dir: Path, startup_timeout_s: float, env: dict | None = None, quiet: bool = False):
+        self.data_dir, self.timeout, self.extra_env = data_dir, startup_timeout_s, dict(env or {})
+        if quiet:
+            self.extra_env.setdefault("RAPPORT_LOG_LEVEL", "WARNING")
+            self.extra_env.setdefault("RAPPORT_LOG_FORMAT", "text")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.output = data_dir.parent / "rapport-up.log"
+        self.output = data_dir.parent / f"{data_dir.name}.log"
         self.process: subprocess.Popen | None = None
+        self.key: str | None = None
 
-    def __enter__(self) -> "RapportUp":
+    def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
         env.update(RAPPORT_DATA_DIR=str(self.data_dir), RAPPORT_LOG_BACKEND="embedded",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
         env.update(self.extra_env)
+        return env
+
+    def command(self) -> list[str]:
+        return rapport_command() + ["up", "--host", "127.0.0.1", "--port", str(self.port)]
+
+    def prepare(self, env: dict) -> None:
+        """What must happen before the server starts."""
+
+    def __enter__(self) -> "RapportUp":
+        env = self.env()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare(env)
         with open(self.output, "wb") as out:
             # cwd: the temp dir, so no stray .env in the working directory applies
-            self.process = subprocess.Popen(
-                rapport_command() + ["up", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=self.data_dir.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.command(), cwd=self.data_dir.parent, env=env,
+                                            stdout=out, stderr=subprocess.STDOUT)
         try:
             self._wait_until_healthy()
         except BaseException:
@@ -183,7 +212,9 @@ class RapportUp:
                            + self.output.read_text(errors="replace")[-3000:])
 
     def write_key(self) -> str:
-        return json.loads((self.data_dir / "credentials.json").read_text())["write_key"]
+        if self.key is None:
+            self.key = json.loads((self.data_dir / "credentials.json").read_text())["write_key"]
+        return self.key
 
     def __exit__(self, *_exc) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -194,6 +225,88 @@ class RapportUp:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+class RapportServeIngest(RapportUp):
+    """`rapport serve ingest` alone, as a deployment runs it: `rapport migrate`, then
+    `rapport source create bench` for a write key, then the ingest service by itself."""
+
+    label = "rapport serve ingest"
+
+    def command(self) -> list[str]:
+        return rapport_command() + ["serve", "ingest", "--host", "127.0.0.1", "--port", str(self.port)]
+
+    def prepare(self, env: dict) -> None:
+        run = dict(cwd=self.data_dir.parent, env=env, capture_output=True, text=True, check=True)
+        subprocess.run(rapport_command() + ["migrate"], **run)
+        created = subprocess.run(rapport_command() + ["source", "create", "bench"], **run).stdout
+        self.key = created.split("write key:")[1].split()[0]
+
+
+def server_for(kind: str, data_dir: Path, args, env: dict | None = None) -> RapportUp:
+    cls = RapportServeIngest if kind == "serve" else RapportUp
+    return cls(data_dir, args.startup_timeout, env, quiet=args.quiet)
+
+
+# --- the client: wrk (C, one process, N connections) or httpx threads ------------
+
+WRK_SCRIPT = r"""
+local bodies, n, i = {}, 0, 0
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  local threads, file = tonumber(args[1]), args[2]
+  local k = 0
+  for line in io.lines(file) do
+    if k % threads == id then n = n + 1; bodies[n] = line end
+    k = k + 1
+  end
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = args[3]
+end
+function request()
+  i = i % n + 1
+  return wrk.format(nil, wrk.path, nil, bodies[i])
+end
+function done(summary, latency, requests)
+  io.write(string.format("JSON {\"requests\": %d, \"seconds\": %f, \"non2xx\": %d, \"errors\": %d, " ..
+    "\"p50\": %f, \"p99\": %f}\n", summary.requests, summary.duration / 1e6, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1e3, latency:percentile(99) / 1e3))
+end
+"""
+
+
+def bench_wrk(name: str, path: str, bodies: list[bytes], per_body: int, server: RapportUp,
+              connections: int, seconds: float, threads: int = 1) -> Figures:
+    """wrk -t`threads` -c`connections` for `seconds`, each request the next of `bodies`
+    (cycled if it runs out: repeats are then acknowledged duplicates, so give enough)."""
+    import base64
+    work = server.data_dir.parent
+    (work / "wrk.lua").write_text(WRK_SCRIPT)
+    (work / "bodies.txt").write_bytes(b"\n".join(bodies) + b"\n")
+    auth = "Basic " + base64.b64encode(f"{server.write_key()}:".encode()).decode()
+    with httpx.Client(base_url=server.url, timeout=30) as client:  # warm up
+        client.post(path, content=bodies[-1], headers={"Authorization": auth}).raise_for_status()
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
+                          "--timeout", "10s", "-s", str(work / "wrk.lua"), server.url + path,
+                          "--", str(threads), str(work / "bodies.txt"), auth],
+                         capture_output=True, text=True, check=True).stdout
+    result = json.loads(out.split("JSON ", 1)[1].splitlines()[0])
+    ok = result["requests"] - result["non2xx"]
+    if result["non2xx"] or result["errors"]:
+        print(f"warning: {result['non2xx']} non-2xx answers, {result['errors']} socket errors", file=sys.stderr)
+    if ok > len(bodies):
+        print(f"warning: {ok} requests but {len(bodies)} bodies: some were duplicates", file=sys.stderr)
+    # wrk keeps its own histogram: synthesise the two percentiles it reports
+    figures = Figures(name, ok * per_body, result["seconds"], [], "per request",
+                      errors=result["non2xx"] + result["errors"])
+    figures.fixed = (result["p50"], result["p99"])
+    return figures
 
 
 def bench_http(events: list[dict], warmup: list[dict], threads: int, server: RapportUp) -> Figures:
@@ -265,8 +378,9 @@ def bench_producer(events: list[dict], bootstrap: str, topic: str) -> Figures:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic(topic, 4, 1)])
     admin.close()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2,
-                             max_in_flight_requests_per_connection=1)
+    from services.runtime.log.kafka import PRODUCER_TUNING  # what KafkaLog uses: a like-for-like ratio
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_TUNING)
     bodies = [(e["userId"].encode(), json.dumps(e, separators=(",", ":")).encode()) for e in events]
     started = time.perf_counter()
     futures = [producer.send(topic, key=key, value=value) for key, value in bodies]
@@ -309,20 +423,62 @@ def bench_kafka(events: list[dict], args, workdir: Path) -> list[Figures]:
         print(f"(d1) done: {bare.rate:.0f} events/s")
         env = {"RAPPORT_LOG_BACKEND": "kafka", "RAPPORT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                "RAPPORT_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}."}
-        with RapportUp(workdir / "up-kafka", args.startup_timeout, env) as server:
-            ingest = bench_batches(f"(d2) HTTP /v1/batch x{args.per_request} on Kafka", events, args.per_request,
-                                   [], args.threads, server)
+        with server_for("up" if args.server == "up" else "serve", workdir / "data-kafka", args, env) as server:
+            name = f"(d2) /v1/batch x{args.per_request} on Kafka, {server.label}"
+            if args.client == "wrk":
+                ingest = bench_wrk(name + f", wrk -c{args.threads}", "/v1/batch", batch_bodies(args),
+                                   args.per_request, server, args.threads, args.seconds)
+            else:
+                ingest = bench_batches(name, events, args.per_request, [], args.threads, server)
         print(f"(d2) done: {ingest.rate:.0f} events/s")
         return [bare, ingest]
+
+
+_BODIES: list[bytes] = []
+
+
+def batch_bodies(args) -> list[bytes]:
+    """/v1/batch bodies of events with new messageIds (every server has its own dedupe state,
+    so each may be sent the same bodies), made once."""
+    if not _BODIES:
+        fresh = make_events(args.batch_events or args.events, args.seed + 1, args.users)
+        _BODIES.extend(json.dumps({"batch": [{**e, "type": "track"} for e in fresh[i:i + args.per_request]]},
+                                  separators=(",", ":")).encode()
+                       for i in range(0, len(fresh), args.per_request))
+    return _BODIES
+
+
+def bench_server(kind: str, events: list[dict], args, workdir: Path, http_events: int) -> list[Figures]:
+    """(b) single events, then (c) batches, against `rapport up` or `rapport serve ingest`."""
+    rows = []
+    with server_for(kind, workdir / f"data-{kind}", args) as server:
+        where = server.label + (", access log off" if args.quiet else "")
+        if args.client == "wrk":
+            singles = [json.dumps(e, separators=(",", ":")).encode() for e in events[args.warmup:]]
+            rows.append(bench_wrk(f"(b) /v1/track, wrk -c{args.connections}, {where}", "/v1/track", singles,
+                                  1, server, args.connections, args.seconds))
+            print(f"(b) done: {rows[-1].rate:.0f} req/s")
+            rows.append(bench_wrk(f"(c) /v1/batch x{args.per_request}, wrk -c{args.threads}, {where}", "/v1/batch",
+                                  batch_bodies(args), args.per_request, server, args.threads, args.seconds))
+        else:
+            rows.append(bench_http(events[args.warmup:args.warmup + http_events], events[:args.warmup],
+                                   args.threads, server))
+            rows[-1].name = f"(b) /v1/track, {args.threads} threads, {where}"
+            print(f"(b) done: {rows[-1].rate:.0f} req/s")
+            fresh = make_events(args.batch_events or args.events, args.seed + 1, args.users)
+            rows.append(bench_batches(f"(c) /v1/batch x{args.per_request}, {args.threads} thr, {where}",
+                                      fresh, args.per_request, [], args.threads, server))
+        print(f"(c) done: {rows[-1].rate:.0f} events/s")
+    return rows
 
 
 # --- main -----------------------------------------------------------------
 
 def table(rows: list[Figures]) -> str:
-    head = f"{'measurement':<40} {'events':>7} {'seconds':>8} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8}  latency of"
+    head = f"{'measurement':<66} {'events':>7} {'seconds':>8} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8}  latency of"
     lines = [head, "-" * len(head)]
     for f in rows:
-        lines.append(f"{f.name:<40} {f.events:>7} {f.seconds:>8.2f} {f.rate:>9.0f} "
+        lines.append(f"{f.name:<66} {f.events:>7} {f.seconds:>8.2f} {f.rate:>9.0f} "
                      f"{f.percentile(50):>8.2f} {f.percentile(99):>8.2f}  {f.latency_unit}")
     return "\n".join(lines)
 
@@ -333,12 +489,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="events appended to the log in (a), and sent over HTTP in (b) unless --http-events")
     parser.add_argument("--http-events", type=int, default=None, help="events sent over HTTP in (b)")
     parser.add_argument("--batch-size", type=int, default=100, help="events per log append in (a)")
-    parser.add_argument("--threads", type=int, default=4, help="concurrent HTTP clients in (b)")
+    parser.add_argument("--threads", type=int, default=4, help="httpx threads in (b), (c), (d2); wrk connections in (c), (d2)")
     parser.add_argument("--users", type=int, default=1_000, help="distinct userIds in the events")
     parser.add_argument("--warmup", type=int, default=20, help="untimed HTTP requests before (b)")
     parser.add_argument("--per-request", type=int, default=100, help="events per POST /v1/batch in (c), (d)")
     parser.add_argument("--kafka", default=None, help="bootstrap servers for (d); default: start Tansu")
     parser.add_argument("--no-kafka", action="store_true", help="skip (d)")
+    parser.add_argument("--server", choices=["up", "serve", "both"], default="both",
+                        help="`rapport up` (every service in one process), `rapport serve ingest` alone, or both")
+    parser.add_argument("--client", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx",
+                        help="wrk (C; default when installed) or httpx threads in this process")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections for (b)")
+    parser.add_argument("--seconds", type=float, default=10, help="wrk duration of (b) and (c)")
+    parser.add_argument("--quiet", action=argparse.BooleanOptionalAction, default=True,
+                        help="the server with RAPPORT_LOG_LEVEL=WARNING, text logs: no access log line a request")
+    parser.add_argument("--batch-events", type=int, default=None,
+                        help="distinct events for (c) (default --events); with wrk give more than it sends")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--startup-timeout", type=float, default=60, help="seconds to wait for /healthz")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
@@ -355,20 +521,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = [bench_log(events[:args.events], args.batch_size, workdir)]
         print(f"(a) done: {rows[0].rate:.0f} events/s")
-        fresh = make_events(args.events, args.seed + 1, args.users)  # new messageIds: no dedupe in (c)
-        with RapportUp(workdir / "up", args.startup_timeout) as server:
-            rows.append(bench_http(events[args.warmup:args.warmup + http_events], events[:args.warmup],
-                                   args.threads, server))
-            print(f"(b) done: {rows[-1].rate:.0f} events/s")
-            rows.append(bench_batches(f"(c) HTTP POST /v1/batch x{args.per_request}, {args.threads} thr",
-                                      fresh, args.per_request, [], args.threads, server))
-            print(f"(c) done: {rows[-1].rate:.0f} events/s")
+        for kind in (["up", "serve"] if args.server == "both" else [args.server]):
+            rows += bench_server(kind, events, args, workdir, http_events)
         kafka = bench_kafka(events[:args.events], args, workdir) if not args.no_kafka else []
         rows += kafka
         print()
         print(table(rows))
-        print(f"\nratio (c)/(a) events/s: {rows[2].rate / rows[0].rate:.3f} "
-              f"(batched HTTP ingest reaches {100 * rows[2].rate / rows[0].rate:.1f}% of raw batched log appends)")
+        for row in rows[1:]:
+            if row.name.startswith("(c)"):
+                print(f"ratio {row.name[:3]}/(a) events/s: {row.rate / rows[0].rate:.3f} ({row.name[4:]})")
         if kafka:
             print(f"ratio (d2)/(d1) events/s: {kafka[1].rate / kafka[0].rate:.3f} (ingest on Kafka reaches "
                   f"{100 * kafka[1].rate / kafka[0].rate:.1f}% of the bare producer, same broker, same run)")

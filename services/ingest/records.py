@@ -17,18 +17,25 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Engine
 
 from services.ingest.tables import PlanViolation, SeenMessage, Source
 from services.runtime.clock import now
-from services.runtime.db import reading, upsert, writing
+from services.runtime.db import upsert, writing
 
 logger = logging.getLogger(__name__)
 
 MEMORY_LIMIT = 200_000  # messageIds kept in memory per process
 IDLE_EXIT_S = 5.0  # the writer thread ends when idle; the next write starts it again
 PURGE_EVERY_S = 60.0
+
+
+# one statement, compiled once and cached by SQLAlchemy: the ids expand to IN (...)
+SEEN = (select(SeenMessage.message_id)
+        .where(SeenMessage.source_id == bindparam("source_id"),
+               SeenMessage.message_id.in_(bindparam("ids", expanding=True)),
+               SeenMessage.seen_at >= bindparam("since")))
 
 
 class IngestRecords:
@@ -40,6 +47,7 @@ class IngestRecords:
         self.writer: threading.Thread | None = None
         self.purged_at = 0.0
         self.writes = 0  # transactions committed, for tests to wait on
+        self.lookups = _Lookups(engine, window_s)
 
     # --- messageId dedupe -------------------------------------------------------------
 
@@ -53,11 +61,7 @@ class IngestRecords:
             seen = {m for m in ids if (source_id, m) in self.recent and self.recent[(source_id, m)] >= cutoff}
         rest = ids - seen
         if rest:
-            since = now() - timedelta(seconds=self.window_s)
-            with reading(self.engine) as session:
-                seen |= set(session.scalars(select(SeenMessage.message_id).where(
-                    SeenMessage.source_id == source_id, SeenMessage.message_id.in_(rest),
-                    SeenMessage.seen_at >= since)))
+            seen |= self.lookups.seen(source_id, rest)
         return seen
 
     def remember(self, source_id: str, message_ids: list[str], duplicates: int) -> None:
@@ -115,7 +119,7 @@ class IngestRecords:
                 violations += rest[0]
         try:
             with writing(self.engine) as session:
-                upsert(session, SeenMessage, [{"source_id": s, "message_id": m, "seen_at": seen_at}
+                upsert(session, SeenMessage.__table__, [{"source_id": s, "message_id": m, "seen_at": seen_at}
                                               for s, m in seen], ["source_id", "message_id"], ["seen_at"])
                 for source_id, count in duplicates.items():
                     session.execute(update(Source).where(Source.id == source_id)
@@ -132,3 +136,92 @@ class IngestRecords:
             return
         self.purged_at = time.monotonic()
         session.execute(delete(SeenMessage).where(SeenMessage.seen_at < at - timedelta(seconds=self.window_s)))
+
+
+class _Lookup:
+    __slots__ = ("source_id", "ids", "found", "error", "done")
+
+    def __init__(self, source_id: str, ids: set[str]):
+        self.source_id, self.ids = source_id, ids
+        self.found: set[str] = set()
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class _Lookups:
+    """The database half of the dedupe, shared by concurrent requests.
+
+    Each request's lookup waits in a queue; one thread takes every lookup waiting when
+    it wakes and answers them with one query per source (like the log's group commit),
+    so N concurrent requests cost one round trip instead of N.
+    """
+
+    MAX_IDS = 5_000  # per query
+
+    def __init__(self, engine: Engine, window_s: float):
+        self.engine, self.window_s = engine, window_s
+        self.waiting: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+        self.queries = 0  # for tests and curiosity
+
+    def seen(self, source_id: str, ids: set[str]) -> set[str]:
+        lookup = _Lookup(source_id, ids)
+        self.waiting.put(lookup)
+        self._ensure_thread()
+        while not lookup.done.wait(1.0):
+            self._ensure_thread()  # it ended idle just as we queued: start another
+        if lookup.error is not None:
+            raise lookup.error
+        return lookup.found
+
+    def _ensure_thread(self) -> None:
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="ingest-dedupe", daemon=True)
+                self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                group = [self.waiting.get(timeout=IDLE_EXIT_S)]
+            except queue.Empty:
+                with self.lock:
+                    if self.waiting.empty():
+                        self.thread = None
+                        return
+                continue
+            size = len(group[0].ids)
+            while size < self.MAX_IDS:
+                try:
+                    group.append(self.waiting.get_nowait())
+                except queue.Empty:
+                    break
+                size += len(group[-1].ids)
+            self._answer(group)
+
+    def _answer(self, group: list[_Lookup]) -> None:
+        by_source: dict[str, set[str]] = {}
+        for lookup in group:
+            by_source.setdefault(lookup.source_id, set()).update(lookup.ids)
+        try:
+            since = now() - timedelta(seconds=self.window_s)
+            found: dict[str, set[str]] = {}
+            # a bare read-only connection: an ORM session costs more than the query
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(rapport_read_only=True)
+                for source_id, ids in by_source.items():
+                    ids = list(ids)
+                    hits = found[source_id] = set()
+                    for at in range(0, len(ids), self.MAX_IDS):
+                        hits.update(conn.execute(SEEN, {"source_id": source_id, "since": since,
+                                                        "ids": ids[at:at + self.MAX_IDS]}).scalars())
+                        self.queries += 1
+            for lookup in group:
+                lookup.found = lookup.ids & found[lookup.source_id]
+        except BaseException as error:  # noqa: BLE001 - every waiting request must hear of it
+            for lookup in group:
+                lookup.error = error
+        finally:
+            for lookup in group:
+                lookup.done.set()

@@ -5,20 +5,25 @@ The write key is the HTTP Basic username, or `writeKey` in the body.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextvars
 import json
 import zlib
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
 from services.ingest.domain.mapping import messages_from
 from services.ingest.domain.wire import (CALLS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, SHORT_PATHS,
                                          batch_items, call_of, write_key_in)
-from services.ingest.service import Ingest
+from services.ingest.service import Ingest, Outcome
+from services.runtime.clock import now
 from services.runtime.http import ApiError, error_body
 from services.runtime.log import LogUnavailable
 
@@ -28,6 +33,32 @@ CORS = {"Access-Control-Allow-Methods": "GET, POST, OPTIONS",
 ANY_JSON = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"type": "object", "additionalProperties": True}},
     "text/plain": {"schema": {"type": "string"}}}}}
+
+
+_SUCCESS = {"success": True}  # the common answer, encoded once
+_SUCCESS_JSON = b'{"success":true}'
+# Blocking work of a request (the durable log append) runs here: a plain executor is a
+# fraction of the cost of anyio's run_in_threadpool (cancel scope, capacity limiter) a call.
+_BLOCKING = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ingest")
+
+
+async def blocking(fn, *args):
+    """`fn(*args)` in a thread, with this request's context (its request id in the logs)."""
+    return await asyncio.get_running_loop().run_in_executor(_BLOCKING, contextvars.copy_context().run, fn, *args)
+
+
+class JSONResponse(Response):
+    """A JSON answer encoded with orjson (the standard library's encoder where it can't)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        if content is _SUCCESS:
+            return _SUCCESS_JSON
+        try:
+            return orjson.dumps(content)
+        except TypeError:
+            return json.dumps(content, separators=(",", ":"), default=str).encode()
 
 
 def write_key_of(request: Request) -> str | None:
@@ -99,6 +130,10 @@ def _too_large(limit: int) -> ApiError:
 def parsed(raw: bytes) -> Any:
     """JSON whatever the Content-Type says (browser SDKs send text/plain)."""
     try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass  # the standard library also takes NaN, Infinity, huge integers: it decides
+    try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}", "body") from None
@@ -146,21 +181,77 @@ async def preflight(request: Request) -> Response:
 async def _take(ingest: Ingest, request: Request, kind: str) -> tuple[int, dict]:
     raw = await body_bytes(request, MAX_EVENT_BYTES if kind in CALLS else MAX_REQUEST_BYTES)
     body = parsed(raw)  # first: the write key may be in it
-    source = await run_in_threadpool(ingest.authenticated, write_key_of(request) or write_key_in(body))
+    write_key = write_key_of(request) or write_key_in(body)
     if kind == "batch" and not (isinstance(body, dict) and isinstance(body.get("batch"), list)):
+        # the key first: an unknown key is 401 whatever the body
+        await blocking(ingest.authenticated, write_key)
         raise ApiError(400, "invalid_batch", "batch: must be a list of messages", "batch")
     items = ([(call_of(item), item) for item in batch_items(body)] if kind == "batch"
              else [(kind, body)])
-    outcome = await run_in_threadpool(_receive, ingest, source, items)
+    source = ingest.cached(write_key) or await blocking(ingest.authenticated, write_key)
+    ingest.admit(source, len(items))
+    outcome = await _receiver(ingest).receive(source, items)
     if kind != "batch" and outcome.rejected:
         error = outcome.rejected[0]["error"]
         raise ApiError(400, error["code"], error["message"], error["field"])
-    return 200, {"success": True, **({"rejected": outcome.rejected} if outcome.rejected else {})}
+    return 200, ({"success": True, "rejected": outcome.rejected} if outcome.rejected else _SUCCESS)
 
 
-def _receive(ingest: Ingest, source, items):
-    ingest.admit(source, len(items))
-    return ingest.receive(source, items)
+class Receiver:
+    """Requests arriving together go to the log together.
+
+    Each request's messages wait here on the event loop; a drain takes every request
+    waiting and hands them to one thread as one `Ingest.receive_many` (one dedupe lookup,
+    one durable append), then answers each request with its own outcome, or all of them
+    with the log's error. Up to `drains` groups are in flight at once, so checking one
+    group overlaps the commit of another. A request is answered only once its group is
+    durably in the log.
+    """
+
+    def __init__(self, ingest: Ingest, drains: int = 4, max_items: int = 5_000):
+        self.ingest, self.drains, self.max_items = ingest, drains, max_items
+        self.waiting: list[tuple[Any, list, datetime, asyncio.Future]] = []
+        self.running = 0
+
+    async def receive(self, source, items: list) -> Outcome:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((source, items, now(), future))
+        if self.running < self.drains:
+            self.running += 1
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.waiting:
+                group, size = [], 0
+                while self.waiting and (not group or size + len(self.waiting[0][1]) <= self.max_items):
+                    group.append(self.waiting.pop(0))
+                    size += len(group[-1][1])
+                try:
+                    outcomes = await blocking(self.ingest.receive_many, [(s, i) for s, i, _, _ in group],
+                                              [at for _, _, at, _ in group])
+                except BaseException as error:  # noqa: BLE001 - every request of the group hears of it
+                    for *_, future in group:
+                        if not future.done():
+                            future.set_exception(error)
+                    if not isinstance(error, Exception):
+                        raise
+                else:
+                    for (*_, future), outcome in zip(group, outcomes):
+                        if not future.done():
+                            future.set_result(outcome)
+        finally:
+            self.running -= 1
+
+
+def _receiver(ingest: Ingest) -> Receiver:
+    """The ingest's receiver on the running event loop (tests may run several loops)."""
+    loop = asyncio.get_running_loop()
+    receiver = getattr(ingest, "_receiver", None)
+    if receiver is None or receiver[0] is not loop:
+        receiver = ingest._receiver = (loop, Receiver(ingest))
+    return receiver[1]
 
 
 async def _webhook(ingest: Ingest, request: Request, name: str) -> tuple[int, dict]:
@@ -171,7 +262,8 @@ async def _webhook(ingest: Ingest, request: Request, name: str) -> tuple[int, di
         raise ApiError(404, "unknown_mapping", f"no webhook mapping named {name!r}", "mapping")
     payload = parsed(await body_bytes(request, MAX_REQUEST_BYTES))
     items = [(call_of(message), message) for message in messages_from(mapping, payload)]
-    outcome = await run_in_threadpool(_receive, ingest, source, items)
+    ingest.admit(source, len(items))
+    outcome = await blocking(ingest.receive, source, items)
     return 200, {"success": True, "accepted": outcome.accepted, "duplicates": outcome.duplicates,
                  **({"rejected": outcome.rejected} if outcome.rejected else {})}
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+
+import orjson
 import threading
 import time
 from dataclasses import dataclass, field
@@ -79,6 +81,13 @@ class Ingest:
         self._keys[write_key] = (view, time.monotonic() + self.settings.ingest_key_cache_s)
         return view
 
+    def cached(self, write_key: str | None) -> SourceView | None:
+        """The enabled source of a write key if the cache knows it now (no query), else None."""
+        cached = self._keys.get(write_key) if write_key else None
+        if cached is not None and cached[0] is not None and cached[0].enabled and cached[1] > time.monotonic():
+            return cached[0]
+        return None
+
     def forget_keys(self) -> None:
         """Drop cached keys, so an admin change in this process applies at once."""
         self._keys.clear()
@@ -116,18 +125,31 @@ class Ingest:
         A messageId this source sent within the dedupe window is acknowledged, counted
         and not appended again.
         """
-        received_at = now()
-        checked_ = self._check(source, items, received_at)
-        fresh, duplicates = self._fresh(source, checked_.events)
-        self.log.append(topics.EVENTS_RAW, [Message.of(partition_key(e), e) for e in fresh])
-        self.records.remember(source.id, [e["messageId"] for e in fresh], duplicates)
+        return self.receive_many([(source, items)])[0]
+
+    def receive_many(self, requests: list[tuple[SourceView, list[tuple[str | None, Any]]]],
+                     received: list[datetime] | None = None) -> list[Outcome]:
+        """`receive` for several requests at once (each with the time it arrived), in order:
+        one dedupe lookup per source, one append to events.raw and one to events.rejected
+        for all of them. Either every request's messages are durably in the log, or
+        LogUnavailable is raised for all."""
+        received = received or [now()] * len(requests)
+        checks = [self._check(source, items, at) for (source, items), at in zip(requests, received)]
+        fresh_of = self._fresh_many([(source, c.events) for (source, _), c in zip(requests, checks)])
+        self.log.append(topics.EVENTS_RAW, [Message(partition_key(e), _encoded(e))
+                                            for fresh, _dupes in fresh_of for e in fresh])
         self.log.append(topics.EVENTS_REJECTED, [
-            _rejected_message(source, kind, body, rejection, received_at)
-            for _i, kind, body, rejection in checked_.rejected])
-        self.records.violations(checked_.violations)
-        _count(source.id, len(fresh), duplicates, [r for *_, r in checked_.rejected])
-        return Outcome(len(fresh), duplicates, [{"index": i, "error": r.as_error()}
-                                                for i, _k, _b, r in checked_.rejected])
+            _rejected_message(source, kind, body, rejection, at)
+            for (source, _), c, at in zip(requests, checks, received)
+            for _i, kind, body, rejection in c.rejected])
+        outcomes = []
+        for (source, _), checked_, (fresh, duplicates) in zip(requests, checks, fresh_of):
+            self.records.remember(source.id, [e["messageId"] for e in fresh], duplicates)
+            self.records.violations(checked_.violations)
+            _count(source.id, len(fresh), duplicates, [r for *_, r in checked_.rejected])
+            outcomes.append(Outcome(len(fresh), duplicates, [{"index": i, "error": r.as_error()}
+                                                             for i, _k, _b, r in checked_.rejected]))
+        return outcomes
 
     def _check(self, source: SourceView, items, received_at: datetime) -> _Checked:
         result = _Checked()
@@ -156,15 +178,30 @@ class Ingest:
             raise Blocked(found)
         return with_violations(event, found) if found else event
 
-    def _fresh(self, source: SourceView, events: list[dict]) -> tuple[list[dict], int]:
-        """Events whose messageId is new: not seen within the window, nor earlier in this request."""
-        seen = self.records.duplicates(source.id, (e["messageId"] for e in events))
-        fresh = []
-        for event in events:
-            if event["messageId"] not in seen:
-                seen.add(event["messageId"])
-                fresh.append(event)
-        return fresh, len(events) - len(fresh)
+    def _fresh_many(self, requests: list[tuple[SourceView, list[dict]]]) -> list[tuple[list[dict], int]]:
+        """Each request's events whose messageId is new: not seen within the window, nor
+        earlier in this request or in an earlier request of the group; and how many weren't."""
+        ids: dict[str, set[str]] = {}
+        for source, events in requests:
+            ids.setdefault(source.id, set()).update(e["messageId"] for e in events)
+        seen = {source_id: self.records.duplicates(source_id, wanted) for source_id, wanted in ids.items()}
+        result = []
+        for source, events in requests:
+            known, fresh = seen[source.id], []
+            for event in events:
+                if event["messageId"] not in known:
+                    known.add(event["messageId"])
+                    fresh.append(event)
+            result.append((fresh, len(events) - len(fresh)))
+        return result
+
+
+def _encoded(event: dict) -> bytes:
+    """What Message.of would write, by orjson (the standard library's encoder where it can't)."""
+    try:
+        return orjson.dumps(event)
+    except TypeError:
+        return json.dumps(event, separators=(",", ":"), default=str).encode()
 
 
 def _count(source_id: str, accepted: int, duplicates: int, rejections: list[Rejection]) -> None:

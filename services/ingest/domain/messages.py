@@ -2,13 +2,22 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.ingest.domain.wire import corrected_timestamp
-from services.runtime.clock import format_time
+from services.runtime.clock import format_time as _format_time
+
+_ZERO = timedelta(0)
+
+
+def format_time(moment: datetime) -> str:
+    """clock.format_time, without its astimezone() for what is already UTC (nearly everything)."""
+    if moment.utcoffset() == _ZERO:
+        return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return _format_time(moment)
 
 MAX_ID_LENGTH = 512
 
@@ -119,13 +128,27 @@ def canonical(kind: str, body: Any, source_id: str, received_at: datetime) -> di
         raise _first(error) from None
     event = message.model_dump(mode="json", exclude_none=True)
     event["messageId"] = message.messageId or str(uuid.uuid4())
-    event["receivedAt"] = format_time(received_at)
+    event["receivedAt"] = _received_text(received_at)
     event["timestamp"] = format_time(corrected_timestamp(message.timestamp, message.sentAt, received_at))
     if message.timestamp is not None and message.sentAt is not None:
         event["originalTimestamp"] = format_time(message.timestamp)
         event["sentAt"] = format_time(message.sentAt)
     event["sourceId"] = source_id
     return event
+
+
+_last_received: tuple[datetime | None, str] = (None, "")
+
+
+def _received_text(received_at: datetime) -> str:
+    """format_time(received_at), formatted once for all the events of a request."""
+    global _last_received
+    last = _last_received
+    if last[0] is received_at:
+        return last[1]
+    text = format_time(received_at)
+    _last_received = (received_at, text)
+    return text
 
 
 def _first(error: ValidationError) -> Rejection:

@@ -57,6 +57,10 @@ def region_of(event: dict) -> str | None:
 def normalised_identifiers(event: dict) -> dict[str, str]:
     """The event's email and phone in normal form (only those that are valid)."""
     traits = stated_traits(event)
+    if not traits:
+        return {}  # most events (track, page) state no traits: nothing to normalise
+    phone = traits.get("phone")
     found = {"email": normal_email(traits.get("email")),
-             "phone": normal_phone(traits.get("phone"), region_of(event))}
+             # the region only matters, and is only worked out, for a phone number
+             "phone": normal_phone(phone, region_of(event)) if phone is not None else None}
     return {name: value for name, value in found.items() if value}

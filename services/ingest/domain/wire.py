@@ -5,6 +5,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 MAX_EVENT_BYTES = 32 * 1024
 MAX_REQUEST_BYTES = 500 * 1024
 
@@ -51,6 +53,13 @@ def call_of(item: Any) -> str | None:
 
 
 def size_of(item: Any) -> int:
+    """Bytes of the item as compact JSON (the standard library's, ASCII with escapes)."""
+    try:
+        encoded = orjson.dumps(item)
+    except TypeError:
+        encoded = b""
+    if encoded and encoded.isascii():
+        return len(encoded)  # the same bytes json.dumps writes, but for float spelling
     return len(json.dumps(item, separators=(",", ":"), default=str).encode())
 
 
