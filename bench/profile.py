@@ -14,11 +14,9 @@ import argparse
 import json
 import random
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 
-import sqlalchemy
-
+from scratch_db import drop_database, fresh_database
 from services import migrations
 from services.profile.computation import Computation
 from services.profile.handler import ProfileHandler
@@ -46,23 +44,6 @@ def resolved_events(count: int, people: int, seed: int) -> list[dict]:
                                                 "ticket_id": f"t{i % 7}", "nps": rng.randrange(11)},
                                  "context": {"traits": {"plan": rng.choice(["free", "pro"])}}}})
     return events
-
-
-def fresh_database(server_url: str) -> str:
-    name = f"rapport_bench_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return sqlalchemy.make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    parsed = sqlalchemy.make_url(url)
-    admin = sqlalchemy.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
-    admin.dispose()
 
 
 def baseline(engine, events: list[dict], batch: int) -> float:

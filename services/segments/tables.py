@@ -46,7 +46,7 @@ class SegmentProfile(Base):
 class SegmentMember(Base):
     __tablename__ = "segment_members"
     segment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     entered_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
