@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -30,7 +29,7 @@ from sqlalchemy.orm import Session
 from services.runtime import logs, metrics
 from services.runtime.clock import now
 from services.runtime.db import insert_new, writing
-from services.runtime.log import Consumer, Log, LogUnavailable, Message, Record, TopicPartition
+from services.runtime.log import Consumer, Log, LogUnavailable, Message, Record, TopicPartition, publish_all
 from services.runtime.tables import ConsumerOffset, ParkedEvent
 
 logger = logging.getLogger(__name__)
@@ -198,11 +197,7 @@ class Projector:
         return offsets
 
     def publish(self, outputs: list[Output]) -> None:
-        by_topic: dict[str, list[Message]] = defaultdict(list)
-        for topic, message in outputs:
-            by_topic[topic].append(message)
-        for topic, messages in by_topic.items():
-            self.log.append(topic, messages)
+        publish_all(self.log, outputs)
 
     def _key(self, tp: TopicPartition) -> dict:
         return {"consumer": self.handler.name, "topic": tp.topic, "partition": tp.partition}
