@@ -60,8 +60,8 @@ def settings_for(backend: str, request, tmp_path, **overrides) -> Settings:
         return Settings(**common)
     return Settings(log_backend="kafka", database_url=request.getfixturevalue("postgres_url"),
                     kafka_bootstrap_servers=request.getfixturevalue("kafka_servers"),
-                    topic_prefix=f"t{uuid.uuid4().hex[:8]}.", default_partitions=3,
-                    kafka_session_timeout_ms=3000, **common)
+                    topic_prefix=f"t{uuid.uuid4().hex[:8]}.", **{"default_partitions": 3,
+                    "kafka_session_timeout_ms": 3000, **common})
 
 
 @pytest.fixture(params=BACKENDS)

@@ -8,6 +8,7 @@ from services.identity.domain.identifiers import identifiers_of
 from services.identity.domain.resolution import Evidence
 from services.identity.domain.rules import DEFAULT_RULES, Rules
 from services.identity.store import GraphStore, operator_rules
+from services.identity.suppression import suppressed
 from services.runtime import topics
 from services.runtime.clock import format_time, parse_time
 from services.runtime.log import Log, Record
@@ -25,10 +26,12 @@ class IdentityHandler:
         rules = operator_rules(session, self.rules)
         store = GraphStore(session, rules, self.log)
         outputs: list[Output] = []
-        for record in batch:
-            event = record.json()
-            evidence = evidence_of(event, rules)
-            if evidence.identifiers:  # ingest guarantees one; blocked values may still leave none
+        read = [(record, event, evidence_of(event, rules)) for record in batch for event in [record.json()]]
+        erased = suppressed(session, getattr(self.log, "keystore", None),
+                            [e.identifiers for _, _, e in read])
+        for (record, event, evidence), drop in zip(read, erased):
+            # ingest guarantees an identifier; blocked values may still leave none
+            if evidence.identifiers and not drop:
                 outputs += store.resolve(event, evidence, (record.topic, record.partition, record.offset))
         return outputs
 

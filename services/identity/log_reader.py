@@ -10,17 +10,29 @@ import json
 from collections import defaultdict
 
 from services.runtime.log import Log, TopicPartition
+from services.runtime.sealing import unseal, kids_of
 
 
 def read_at(log: Log, positions: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], dict]:
-    """The events at (topic, partition, offset), as JSON."""
+    """The events at (topic, partition, offset), as JSON; those sealed under a destroyed key
+    (an erased person's) are left out."""
+    raw = _read_raw(log, positions)
+    keystore = getattr(log, "keystore", None)
+    if keystore is None:
+        return {at: json.loads(value) for at, value in raw.items()}
+    keys = keystore.opening_keys({kid for value in raw.values() for kid in kids_of(value)})
+    return {at: json.loads(opened) for at, value in raw.items()
+            if (opened := unseal(value, keys)) is not None}
+
+
+def _read_raw(log: Log, positions: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], bytes]:
     wanted: dict[TopicPartition, set[int]] = defaultdict(set)
     for topic, partition, offset in positions:
         wanted[TopicPartition(topic, partition)].add(offset)
     if not wanted:
         return {}
     if hasattr(log, "read"):  # the embedded log
-        return {(tp.topic, tp.partition, r.offset): r.json() for tp, offsets in wanted.items()
+        return {(tp.topic, tp.partition, r.offset): r.value for tp, offsets in wanted.items()
                 for start, limit in _runs(offsets)
                 for r in log.read(tp, start, limit) if r.offset in offsets}
     return _read_kafka(log, wanted)
@@ -43,7 +55,7 @@ def _read_kafka(log, wanted: dict[TopicPartition, set[int]]) -> dict:
 
     consumer = KafkaConsumer(bootstrap_servers=log.servers, enable_auto_commit=False, group_id=None,
                              request_timeout_ms=max(log.settings.kafka_request_timeout_ms, 30_000) + 5_000)
-    found: dict[tuple[str, int, int], dict] = {}
+    found: dict[tuple[str, int, int], bytes] = {}
     try:
         theirs = {KafkaTopicPartition(log.name(tp.topic), tp.partition): tp for tp in wanted}
         consumer.assign(list(theirs))
@@ -55,7 +67,7 @@ def _read_kafka(log, wanted: dict[TopicPartition, set[int]]) -> dict:
                 break
             for kafka_tp, records in consumer.poll(timeout_ms=200).items():
                 tp = theirs[kafka_tp]
-                found.update({(tp.topic, tp.partition, r.offset): json.loads(r.value)
+                found.update({(tp.topic, tp.partition, r.offset): r.value
                               for r in records if r.offset in wanted[tp]})
     finally:
         consumer.close()

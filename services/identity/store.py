@@ -285,13 +285,14 @@ class GraphStore:
         outputs = []
         for row in rows:
             profile_id = change.event_profiles.get(row.message_id)
-            if profile_id is None:
-                continue  # every identifier of the event is blocked now: it resolves to nobody
+            event = events.get((row.topic, row.partition, row.offset))
+            if profile_id is None or event is None:
+                continue  # every identifier of it is blocked now, or its subject was erased
             self.session.execute(update(IdentityEvent).where(IdentityEvent.message_id == row.message_id)
                                  .values(version=row.version + 1))
             outputs.append((topics.EVENTS_RESOLVED, Message.of(profile_id, {
                 "kind": "event", "profile_id": profile_id, "identifiers": row.identifiers,
-                "event": events[(row.topic, row.partition, row.offset)], "reresolved": True,
+                "event": event, "reresolved": True,
                 "version": row.version + 1})))
         return outputs
 

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from services.identity.domain.identifiers import identifiers_of
+from services.identity.domain.rules import load_rules
 from services.ingest.catalogue import tracking_plan, webhook_mappings
 from services.ingest.domain.messages import Rejection, canonical, partition_key
 from services.ingest.domain.normalise import normalised_identifiers
@@ -28,6 +30,7 @@ from services.runtime.clock import format_time, now
 from services.runtime.db import reading
 from services.runtime.http import ApiError
 from services.runtime.log import Log, Message
+from services.runtime.sealing import identifier_subject, seal_messages
 from services.runtime.settings import Settings
 
 
@@ -62,6 +65,8 @@ class Ingest:
         self.plan = plan or tracking_plan()
         self.mappings = webhook_mappings(settings.ingest_webhook_mappings_dir)
         self.records = IngestRecords(engine, settings.ingest_dedupe_window_s)
+        self.keys = getattr(log, "keystore", None)  # seals events under their identifiers' keys
+        self.rules = load_rules(settings.identity_rules_path)
         self._keys: dict[str, tuple[SourceView | None, float]] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
@@ -136,12 +141,12 @@ class Ingest:
         received = received or [now()] * len(requests)
         checks = [self._check(source, items, at) for (source, items), at in zip(requests, received)]
         fresh_of = self._fresh_many([(source, c.events) for (source, _), c in zip(requests, checks)])
-        self.log.append(topics.EVENTS_RAW, [Message(partition_key(e), _encoded(e))
-                                            for fresh, _dupes in fresh_of for e in fresh])
-        self.log.append(topics.EVENTS_REJECTED, [
-            _rejected_message(source, kind, body, rejection, at)
+        self.log.append(topics.EVENTS_RAW, self._sealed(
+            [(e, Message(partition_key(e), _encoded(e))) for fresh, _dupes in fresh_of for e in fresh]))
+        self.log.append(topics.EVENTS_REJECTED, self._sealed([
+            (body, _rejected_message(source, kind, body, rejection, at))
             for (source, _), c, at in zip(requests, checks, received)
-            for _i, kind, body, rejection in c.rejected])
+            for _i, kind, body, rejection in c.rejected], keyed_by_person=False))
         outcomes = []
         for (source, _), checked_, (fresh, duplicates) in zip(requests, checks, fresh_of):
             self.records.remember(source.id, [e["messageId"] for e in fresh], duplicates)
@@ -150,6 +155,21 @@ class Ingest:
             outcomes.append(Outcome(len(fresh), duplicates, [{"index": i, "error": r.as_error()}
                                                              for i, _k, _b, r in checked_.rejected]))
         return outcomes
+
+    def _sealed(self, items: list[tuple[Any, Message]], keyed_by_person: bool = True) -> list[Message]:
+        """Each message sealed under the keys of the identifiers its event carries, its key
+        an HMAC of the person's partition key (no identifier in clear on the log). A message
+        naming an erased identifier is dropped: it is acknowledged, and never stored."""
+        if self.keys is None or not items:
+            return [message for _, message in items]
+        subjects = [[identifier_subject(i.type, i.value) for i in identifiers_of(event, self.rules)]
+                    if isinstance(event, dict) else [] for event, _ in items]
+        keyed = [Message(self.keys.kid(m.key) if m.key and keyed_by_person else m.key, m.value)
+                 for _, m in items]
+        sealed = seal_messages(self.keys, list(zip(subjects, keyed)))
+        if dropped := sealed.count(None):
+            metrics.EVENTS_SUPPRESSED.inc(dropped)
+        return [m for m in sealed if m is not None]
 
     def _check(self, source: SourceView, items, received_at: datetime) -> _Checked:
         result = _Checked()

@@ -3,9 +3,11 @@ from alembic import context
 
 import services.identity.tables  # noqa: F401  (each import registers its tables)
 import services.ingest.tables  # noqa: F401
+import services.privacy.tables  # noqa: F401
 import services.profile.tables  # noqa: F401
 import services.runtime.access  # noqa: F401
 import services.runtime.audit  # noqa: F401
+import services.runtime.sealing  # noqa: F401
 import services.runtime.tables  # noqa: F401
 import services.segments.tables  # noqa: F401
 from services.runtime.db import Base

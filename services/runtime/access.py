@@ -20,7 +20,10 @@ from services.runtime.db import Base, Json, UtcDateTime
 from services.runtime.http import ApiError, ReadSession
 
 SCOPES = ("profiles:read", "segments:read", "segments:write", "admin", "privacy")
-AUDITED_SCOPES = ("admin", "privacy")  # every use is audited; other scopes only their writes
+AUDITED_SCOPES = ("admin", "privacy")
+# an identifier's value is personal data: the audit log says that someone was looked up or
+# exported, not who (else erasing the person would have to rewrite the audit log)
+PERSONAL_PARAMETERS, REDACTED = {"value"}, "[redacted]"  # every use is audited; other scopes only their writes
 TOKEN_PREFIX = "rpt_"
 
 
@@ -98,7 +101,7 @@ def require(scope: str):
         yield  # the route runs; only what succeeded is audited
         if scope in AUDITED_SCOPES or request.method not in ("GET", "HEAD", "OPTIONS"):
             audit.record(request.app.state.engine, actor, f"{request.method} {request.url.path}",
-                         dict(request.query_params))
+                         {k: REDACTED if k in PERSONAL_PARAMETERS else v for k, v in request.query_params.items()})
 
     return Depends(check)
 

@@ -10,6 +10,7 @@ from services.runtime import topics
 from services.runtime.db import make_engine
 from services.runtime.log import Log, open_log
 from services.runtime.projector import Handler, Projector
+from services.runtime.sealing import KeyStore, SealingLog
 from services.runtime.settings import Settings, get_settings
 
 
@@ -17,15 +18,18 @@ from services.runtime.settings import Settings, get_settings
 class Runtime:
     settings: Settings
     engine: Engine
-    log: Log
+    log: Log  # a SealingLog: what it appends to profile-keyed topics is sealed
+    keys: KeyStore
 
     def projector(self, handler: Handler) -> Projector:
-        return Projector(handler, self.engine, self.log, batch_size=self.settings.batch_size,
+        return Projector(handler, self.engine, self.log, keys=self.keys,
+                         batch_size=self.settings.batch_size,
                          poll_timeout_s=self.settings.poll_timeout_ms / 1000)
 
     def close(self) -> None:
         self.log.close()
         self.engine.dispose()
+        self.keys.engine.dispose()
 
 
 @dataclass
@@ -44,6 +48,9 @@ class Service:
 def bootstrap_runtime(settings: Settings | None = None, *, engine: Engine | None = None,
                       log: Log | None = None) -> Runtime:
     settings = settings or get_settings()
-    runtime = Runtime(settings, engine or make_engine(settings.database_url), log or open_log(settings))
+    keys = KeyStore.for_settings(settings)
+    log = log or open_log(settings)
+    log = log if isinstance(log, SealingLog) else SealingLog(log, keys)
+    runtime = Runtime(settings, engine or make_engine(settings.database_url), log, keys)
     runtime.log.ensure_topics(topics.ALL)
     return runtime

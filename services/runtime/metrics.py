@@ -34,6 +34,11 @@ CONSUMER_ERRORS = Counter("rapport_consumer_errors_total", "failed batches and p
                           ["consumer", "kind"])
 CONSUMER_PARKED = Counter("rapport_consumer_events_parked_total",
                           "poison records set aside in parked_events", ["consumer"])
+EVENTS_SUPPRESSED = Counter("rapport_events_suppressed_total",
+                            "events acknowledged and dropped: they name an erased identifier")
+CONSUMER_ERASED = Counter("rapport_consumer_events_erased_total",
+                          "records skipped because their subject's key was destroyed (erasure)",
+                          ["consumer"])
 
 # --- domain ---------------------------------------------------------------------------
 SEGMENT_CHANGES = Counter("rapport_segment_membership_changes_total",

@@ -70,7 +70,7 @@ def retry(projector: Projector, parked_id: int) -> ParkedEvent:
 def _apply_in_savepoint(session: Session, projector: Projector, row: ParkedEvent):
     record = Record(row.topic, row.partition, row.offset, row.key, row.value, row.timestamp_ms)
     with session.begin_nested():  # a failing handler's writes roll back; the attempt is kept
-        return projector.handler.apply(session, [record])
+        return projector.handler.apply(session, projector.open([record]))
 
 
 def as_json(row: ParkedEvent) -> dict:

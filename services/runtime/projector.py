@@ -30,6 +30,7 @@ from services.runtime import logs, metrics
 from services.runtime.clock import now
 from services.runtime.db import insert_new, writing
 from services.runtime.log import Consumer, Log, LogUnavailable, Message, Record, TopicPartition, publish_all
+from services.runtime.sealing import KeyStore, open_records
 from services.runtime.tables import ConsumerOffset, ParkedEvent
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Projector:
     handler: Handler
     engine: Engine
     log: Log
+    keys: KeyStore | None = None  # opens sealed records; None: records are read as they are
     batch_size: int = 500
     poll_timeout_s: float = 0.2
     max_backoff_s: float = 5.0
@@ -101,8 +103,23 @@ class Projector:
                 positions = self._apply_one_by_one(batch)
                 if positions is not None:
                     return positions
-        consumer.seek(self.stored_positions(sorted({r.tp for r in batch})))
+        self._rewind(consumer, sorted({r.tp for r in batch}))
         return None
+
+    def _rewind(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Seek back to the stored offsets, retrying while the database is unreachable (a
+        database restart must not end the projector's thread)."""
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                consumer.seek(self.stored_positions(partitions))
+                return
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                failures += 1
+                logger.warning("%s: could not read stored offsets (%s), retrying", self.handler.name, error)
+                self.stop.wait(min(self.max_backoff_s, 0.05 * 2 ** failures))
 
     def _apply_one_by_one(self, batch: list[Record]) -> Positions | None:
         """Apply each record alone, parking those that fail; None on a transient error."""
@@ -167,7 +184,8 @@ class Projector:
         with writing(self.engine) as session:
             offsets = self._lock_offsets(session, {r.tp for r in batch})
             fresh = [r for r in batch if r.offset >= offsets[r.tp].next_offset]
-            outputs = self.handler.apply(session, fresh) if fresh else []
+            readable = self.open(fresh)  # after the locks: an erasure can't slip in between
+            outputs = self.handler.apply(session, readable) if readable else []
             for record in fresh:
                 offsets[record.tp].next_offset = max(offsets[record.tp].next_offset, record.offset + 1)
             self.publish(outputs)  # durable before the commit: a crash replays, never loses
@@ -175,6 +193,15 @@ class Projector:
         positions = {tp: row.next_offset for tp, row in offsets.items()}
         self._applied |= positions
         return positions
+
+    def open(self, records: list[Record]) -> list[Record]:
+        """The records opened; those sealed under a destroyed key (erased people) left out."""
+        if self.keys is None or not records:
+            return records
+        opened, erased = open_records(self.keys, records)
+        if erased:
+            metrics.CONSUMER_ERASED.labels(self.handler.name).inc(erased)
+        return opened
 
     def _report_lag(self, consumer: Consumer) -> None:
         try:

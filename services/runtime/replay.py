@@ -52,7 +52,7 @@ class Projection:
 PROJECTIONS = {p.consumer: p for p in (
     Projection("identity", ("identity_links", "identity_components", "identity_events",
                             "identity_profiles", "identity_merges", "identity_refusals"),
-               inputs=("identity_overrides", "identity_rules")),
+               inputs=("identity_overrides", "identity_rules", "suppressed_identifiers")),
     Projection("profile", ("profiles", "profile_traits", "profile_events", "profile_aliases",
                            "profile_identities"),
                inputs=("computed_trait_definitions",), monotonic={"profiles": "version"}),
@@ -150,7 +150,7 @@ def rebuild(runtime, handler: Handler, *, swap: bool = True, progress: Progress 
     try:
         with scratch.both.begin() as conn:
             _copy(conn, projection.inputs, source=_live, target=scratch.table)
-        replayer = Projector(handler, scratch.engine, DiscardingLog(runtime.log),
+        replayer = Projector(handler, scratch.engine, DiscardingLog(runtime.log), keys=runtime.keys,
                              batch_size=runtime.settings.batch_size)
         consumer = runtime.log.consumer(f"replay.{handler.name}.{uuid.uuid4().hex[:8]}",
                                         handler.topics, replayer.stored_positions)

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     ingest_webhook_mappings_dir: Path | None = Field(None, description="extra webhook mappings (*.json)")
 
     identity_rules_path: str = Field("", description="JSON file of identity rules; empty: defaults")
+    erasure_mode: Literal["delete_and_suppress", "suppress"] = Field(
+        "delete_and_suppress", description="what a deletion request does by default: erase the "
+        "person and drop their new events, or only drop their new events")
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)

@@ -16,6 +16,7 @@ from services.runtime import topics
 from services.runtime.bootstrap import Runtime, bootstrap_runtime
 from services.runtime.db import reading
 from services.runtime.log import Message
+from services.runtime.sealing import read_json
 from services.runtime.settings import Settings
 from tests.support import caught_up, wait_until
 
@@ -64,13 +65,13 @@ class IdentityWorld:
                                              lambda tps: {})
         try:
             def more():
-                found.extend(r.json() for r in consumer.poll(500, 0.2))
+                found.extend(read_json(self.runtime.log, consumer.poll(500, 0.2)))
                 return len(found) >= count
             try:
                 wait_until(more, 20, f"{count} records on events.resolved")
             except AssertionError as error:
                 raise AssertionError(f"{error}: {[(r['kind'], r.get('profile_id')) for r in found]}") from None
-            found.extend(r.json() for r in consumer.poll(500, 0.3))  # anything beyond count
+            found.extend(read_json(self.runtime.log, consumer.poll(500, 0.3)))  # anything beyond count
         finally:
             consumer.close()
         return found

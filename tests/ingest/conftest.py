@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from services.runtime.sealing import read_json
 from services.runtime.settings import Settings
 from tests.support import RunningPipeline, wait_until
 
@@ -23,7 +24,7 @@ def read_topic(runtime, topic: str, until, timeout_s: float = 30) -> list[dict]:
     messages: list[dict] = []
     try:
         def enough():
-            messages.extend(record.json() for record in consumer.poll(1000, 0.2))
+            messages.extend(read_json(runtime.log, consumer.poll(1000, 0.2)))
             return until(messages)
         wait_until(enough, timeout_s, f"messages on {topic}")
     finally:

@@ -53,7 +53,7 @@ def test_every_object_is_valid(objects):
 def test_deployments_wait_for_migrations_and_have_probes_and_resources(objects):
     deployments = [o for o in objects if o["kind"] == "Deployment"]
     assert {d["metadata"]["name"] for d in deployments} == {
-        "rapport-ingest", "rapport-identity", "rapport-profile", "rapport-segments"}
+        "rapport-ingest", "rapport-identity", "rapport-profile", "rapport-segments", "rapport-privacy"}
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["initContainers"][0]["args"][0] == "wait-migrated"

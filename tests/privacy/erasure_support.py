@@ -1,0 +1,71 @@
+"""Searching everything Rapport keeps (every table, every record on the log) for a string."""
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import MetaData, func, select
+from sqlalchemy.engine import Engine
+
+from services.runtime import topics
+from services.runtime.db import reading
+from services.runtime.sealing import open_records
+from services.runtime.tables import ConsumerOffset
+from tests.support import wait_until
+
+
+def found_in_tables(engines: list[Engine], needles: list[str]) -> list[tuple[str, str]]:
+    """(table, needle) for every table of these databases holding a needle in any column."""
+    hits = []
+    for engine in engines:
+        tables = MetaData()
+        tables.reflect(engine)
+        with engine.connect() as conn:
+            for table in tables.sorted_tables:
+                text = " ".join(_text(v) for row in conn.execute(select(table)) for v in row).lower()
+                hits += [(table.name, n) for n in needles if n.lower() in text]
+    return hits
+
+
+def found_on_log(runtime, needles: list[str]) -> list[tuple[str, str]]:
+    """(topic, needle) for every topic with a record whose key or value holds a needle, as
+    stored and as opened with every key the key store still has (what somebody holding both
+    the log and the database could read), up to the offsets every consumer reached."""
+    hits = []
+    for topic, records in _records_per_topic(runtime).items():
+        opened, _erased = open_records(runtime.keys, records)
+        text = " ".join(f"{r.key} {r.value.decode('latin-1')}" for r in [*records, *opened]).lower()
+        hits += [(topic, n) for n in needles if n.lower() in text]
+    return hits
+
+
+def _records_per_topic(runtime) -> dict:
+    applied = _applied_per_topic(runtime.engine)
+    found = {}
+    for topic in (topics.EVENTS_RAW, topics.EVENTS_RESOLVED, topics.PROFILES_CHANGED, topics.SEGMENTS_MEMBERSHIP):
+        consumer = runtime.log.inner.consumer(f"search-{uuid.uuid4().hex[:8]}", [topic], lambda _tps: {})
+        records: list = []
+        try:
+            wait_until(lambda: records.extend(consumer.poll(1000, 0.2)) or len(records) >= applied.get(topic, 0),
+                       30, f"{applied.get(topic)} records of {topic}")
+            records.extend(consumer.poll(1000, 0.2))
+        finally:
+            consumer.close()
+        found[topic] = records
+    return found
+
+
+def _applied_per_topic(engine: Engine) -> dict[str, int]:
+    with reading(engine) as session:
+        rows = session.execute(select(ConsumerOffset.consumer, ConsumerOffset.topic,
+                                      func.sum(ConsumerOffset.next_offset))
+                               .group_by(ConsumerOffset.consumer, ConsumerOffset.topic)).all()
+    applied: dict[str, int] = {}
+    for _consumer, topic, count in rows:
+        applied[topic] = max(applied.get(topic, 0), int(count))
+    return applied
+
+
+def _text(value) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("latin-1")
+    return str(value)
