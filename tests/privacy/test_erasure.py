@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from sqlalchemy import select
+
+from services.identity.tables import IdentityLink
+from services.runtime.db import reading
 from services.runtime.replay import rebuild
 from services.runtime.runner import projector_for
 from tests.conftest import settings_for
@@ -142,6 +146,9 @@ def test_suppress_only_keeps_the_profile_and_drops_new_events(pipeline):
     send_alice(pipeline, 1)
     barrier(pipeline, 2)
     assert alice_profile(pipeline).json()["event_count"] == 2  # kept, and nothing new added
+    rebuild(pipeline.runtime, projector_for(pipeline.runtime, "identity").handler)
+    with reading(pipeline.runtime.engine) as session:  # a replayed identity links her nowhere
+        assert session.scalars(select(IdentityLink).where(IdentityLink.value == ALICE["userId"])).all() == []
 
 
 def test_deletion_requests_need_the_privacy_scope_and_a_real_identifier(pipeline):
