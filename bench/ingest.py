@@ -170,7 +170,7 @@ class RapportUp:
 
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
-        env.update(RAPPORT_DATA_DIR=str(self.data_dir), RAPPORT_LOG_BACKEND="embedded",
+        env.update(RAPPORT_DATA_DIR=str(self.data_dir), RAPPORT_LOG_BACKEND="embedded", RAPPORT_DEMO="false",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
         env.update(self.extra_env)
         return env

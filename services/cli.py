@@ -23,14 +23,16 @@ from services.runtime.settings import Settings
 
 # Admin and privacy commands whose success is written to the audit log (who: the OS user).
 AUDITED = {("source", c) for c in ("create", "rotate", "disable", "enable", "plan")} | {
-    ("token", "create"), ("token", "revoke"), ("identity", "unmerge"), ("parked", "retry"), ("replay",)}
+    ("token", "create"), ("token", "revoke"), ("identity", "unmerge"), ("parked", "retry"), ("replay",),
+    ("privacy", "delete")}
 
 
 def _audit(*_result, **_params) -> None:
     words = tuple(a for a in sys.argv[1:] if not a.startswith("-"))
     if words[:2] in AUDITED or words[:1] in AUDITED:
+        said = sys.argv[1:] if words[:2] != ("privacy", "delete") else [*words[:3], "[redacted]"]
         audit.record(make_engine(Settings().database_url), f"cli ({getpass.getuser()})",
-                     "rapport " + " ".join(sys.argv[1:]))
+                     "rapport " + " ".join(said))  # an erased person's identifier is not kept
 
 
 app = typer.Typer(help="Rapport, an event-sourced customer data platform.", no_args_is_help=True,
@@ -41,17 +43,68 @@ ServiceName = Enum("ServiceName", {name: name for name in SERVICE_NAMES}, type=s
 
 @app.command()
 def up(host: Annotated[str, typer.Option(help="address to listen on")] = "",
-       port: Annotated[int, typer.Option(help="port to listen on (0: settings)")] = 0) -> None:
+       port: Annotated[int, typer.Option(help="port to listen on (0: settings)")] = 0,
+       demo: Annotated[bool, typer.Option(envvar="RAPPORT_DEMO",
+                                          help="on a first start (no events yet), load demo data")] = True,
+       demo_people: Annotated[int, typer.Option(envvar="RAPPORT_DEMO_PEOPLE", min=1)] = 500,
+       demo_seed: Annotated[int, typer.Option(envvar="RAPPORT_DEMO_SEED")] = 1) -> None:
     """Every service in one process: SQLite under ./.rapport/ and the embedded log by default."""
+    from services.demo.sender import seed_in_background
+
     settings = Settings()
     runtime = bootstrap_runtime(settings)
     migrations.upgrade(runtime.engine)
     credentials = ensure_credentials(runtime.engine, settings.data_dir)
     host, port = host or settings.http_host, port or settings.http_port
     console.print(f"[bold]Rapport[/] is up on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    console.print(f"  console: http://{host}:{port}/console  (sign in with the admin access token)")
     console.print(f"  write key (HTTP Basic username for /v1/track, /v1/identify): {credentials['write_key']}")
     console.print(f"  admin access token (Authorization: Bearer ...): {credentials['admin_token']}")
+    if demo and _no_events_yet(runtime):
+        console.print(f"  loading demo data ({demo_people} people) in the background; --no-demo turns it off")
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        seed_in_background(f"http://{local}:{port}", credentials["admin_token"], demo_people, demo_seed)
     _serve(build_app(runtime, bootstrap_services(runtime)), host, port)
+
+
+def _no_events_yet(runtime) -> bool:
+    from services.runtime.log import TopicPartition
+    from services.runtime.topics import EVENTS_RAW
+
+    partitions = [TopicPartition(EVENTS_RAW, p) for p in range(runtime.settings.partitions_for(EVENTS_RAW))]
+    return not any(runtime.log.end_offsets(partitions).values())
+
+
+@app.command()
+def demo(people: Annotated[int, typer.Option(min=1, help="how many people to generate")] = 500,
+         seed: Annotated[int, typer.Option(help="the same seed gives the same people")] = 1,
+         url: Annotated[str, typer.Option(help="the Rapport to send to")] = "http://127.0.0.1:8000",
+         token: Annotated[str, typer.Option(envvar="RAPPORT_TOKEN",
+                                            help="admin token (default: the first start's)")] = "") -> None:
+    """Send a year of a realistic customer base through the ingest API, with example segments."""
+    import json
+
+    import httpx
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from services.demo.sender import seed as send_demo
+
+    saved = Settings().data_dir / "credentials.json"
+    token = token or (json.loads(saved.read_text())["admin_token"] if saved.exists() else "")
+    if not token:
+        console.print(f"[red]no admin token: pass --token (none saved in {saved})[/]")
+        raise typer.Exit(2)
+    try:
+        with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task(f"{people} people", total=None)
+            outcome = send_demo(url.rstrip("/"), token, people, seed,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except (httpx.HTTPError, RuntimeError) as error:  # unreachable, refused token: say so and stop
+        console.print(f"[red]demo data not sent:[/] {error}")
+        raise typer.Exit(1) from None
+    console.print(f"{outcome.sent} events sent ({outcome.rejected} rejected on purpose: see Sources in the "
+                  f"console); segments: {', '.join(outcome.segments)}; console: {url.rstrip('/')}/console")
 
 
 @app.command()
@@ -210,6 +263,48 @@ def unmerge_identifier(profile_id: str, type_: Annotated[str, typer.Argument(met
         runtime.close()
     console.print(f"{'blocked' if block else 'removed'} {type_} {value!r} from {done['profile_id']}; "
                   f"{done['events_resolved_again']} events resolved again")
+
+
+privacy_cli = typer.Typer(help="Erasure: deletion requests.", no_args_is_help=True)
+app.add_typer(privacy_cli, name="privacy")
+
+
+@privacy_cli.command("delete")
+def request_erasure(type_: Annotated[str, typer.Argument(metavar="TYPE")], value: str,
+                    mode: Annotated[str, typer.Option(help="delete_and_suppress or suppress (default: settings)")] = "") -> None:
+    """Erase the person an identifier names; the erasure worker carries the request out."""
+    from services.identity.domain.rules import load_rules
+    from services.privacy.requests import request_deletion
+    from services.runtime.http import ApiError
+
+    settings = Settings()
+    runtime = bootstrap_runtime(settings)
+    try:
+        with writing(runtime.engine) as session:
+            row = request_deletion(session, runtime.keys, load_rules(settings.identity_rules_path), type_, value,
+                                   mode or settings.erasure_mode)
+    except ApiError as error:
+        console.print(f"[red]{error.message}[/]")
+        raise typer.Exit(2) from None
+    finally:
+        runtime.close()
+    console.print(f"deletion request {row.id}: pending (follow it with `rapport privacy status {row.id}`)")
+
+
+@privacy_cli.command("status")
+def erasure_status(request_id: str) -> None:
+    """A deletion request's status and what it erased."""
+    import json
+
+    from services.privacy.routes import status_of
+    from services.privacy.tables import DeletionRequest
+
+    with writing(make_engine(Settings().database_url)) as session:
+        row = session.get(DeletionRequest, request_id)
+        if row is None:
+            console.print(f"[red]no deletion request {request_id!r}[/]")
+            raise typer.Exit(2)
+        console.print_json(json.dumps(status_of(row).model_dump()))
 
 
 segments_cli = typer.Typer(help="Segments: backfill progress.", no_args_is_help=True)

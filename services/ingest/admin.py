@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from services.ingest.rejections import recent_rejections
 from services.ingest.service import Ingest
 from services.ingest.sources import (KINDS, UnknownSource, all_sources, described, new_source,
                                      rotate_key, set_enabled, set_plan_mode, source_by_id)
@@ -90,5 +91,12 @@ def admin_router(ingest: Ingest) -> APIRouter:
             return {"violations": [{"message_id": r.message_id, "event": r.event, "type": r.type,
                                     "field": r.field, "description": r.description,
                                     "blocked": r.blocked, "at": r.at} for r in rows]}
+
+    @router.get("/{source_id}/rejected")
+    def rejected(source_id: str, limit: int = Query(50, ge=1, le=500)) -> dict:
+        """The source's latest rejected events (from the tail of events.rejected), newest
+        first, each with the reason and the payload as it was sent."""
+        changed(source_id, source_by_id)  # a 404 for an unknown source
+        return {"rejected": recent_rejections(ingest.log, ingest.settings, source_id, limit)}
 
     return router

@@ -28,6 +28,14 @@ def lookup(type: Annotated[str, Query(description="identifier type: user_id, ema
     return views.view_360(session, views.lookup(session, type, value), provenance)
 
 
+@router.get("/v1/profiles/search")
+def search(q: Annotated[str, Query(min_length=1, max_length=512, description="an identifier or its start")],
+           session: ReadSession, _: ProfilesRead, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict:
+    """Profiles by any identifier (user id, email, phone, anonymous id, device, handle, ...):
+    equal to `q` or starting with it."""
+    return {"profiles": views.search(session, q, limit)}
+
+
 @router.get("/v1/profiles/{profile_id}")
 def get_profile(profile_id: str, session: ReadSession, _: ProfilesRead, provenance: bool = False) -> dict:
     """The 360 view; an absorbed id answers with the profile it was merged into."""

@@ -36,6 +36,30 @@ def lookup(session: Session, kind: str, value: str) -> Profile:
     return existing_profile(session, found)
 
 
+def search(session: Session, query: str, limit: int) -> list[dict]:
+    """Profiles holding an identifier equal to or starting with `query` (any type, emails and
+    handles case-insensitively), or whose id it is; each with what matched and a short summary."""
+    query = query.strip()
+    matches = session.execute(select(ProfileIdentity.profile_id, ProfileIdentity.type, ProfileIdentity.value)
+                              .where(or_(ProfileIdentity.value.startswith(query, autoescape=True),
+                                         ProfileIdentity.value.startswith(query.lower(), autoescape=True),
+                                         ProfileIdentity.profile_id == query))
+                              .order_by(ProfileIdentity.value).limit(limit * 5)).all()
+    found: dict[str, list[dict]] = {}
+    for profile_id, type_, value in matches:
+        found.setdefault(survivor_of(session, profile_id), []).append({"type": type_, "value": value})
+    results = []
+    for profile_id, matched in list(found.items())[:limit]:
+        profile = session.get(Profile, profile_id)
+        if profile is None:
+            continue
+        shown = traits(session, profile_id, provenance=False)
+        results.append({"profile_id": profile_id, "matched": matched[:5], "name": shown.get("name"),
+                        "email": shown.get("email"), "last_seen": format_time(profile.last_seen),
+                        "lifecycle_stage": (lifecycle_stage(session, profile_id) or {}).get("stage")})
+    return results
+
+
 def identities(session: Session, profile_id: str) -> list[dict]:
     rows = session.scalars(select(ProfileIdentity).where(ProfileIdentity.profile_id == profile_id)
                            .order_by(ProfileIdentity.type, ProfileIdentity.value))

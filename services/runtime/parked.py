@@ -20,6 +20,7 @@ from services.runtime.db import reading, writing
 from services.runtime.http import ApiError
 from services.runtime.log import Record
 from services.runtime.projector import Projector
+from services.runtime.sealing import KeyStore, is_sealed, kids_of, unseal
 from services.runtime.tables import ParkedEvent
 
 
@@ -73,11 +74,15 @@ def _apply_in_savepoint(session: Session, projector: Projector, row: ParkedEvent
         return projector.handler.apply(session, projector.open([record]))
 
 
-def as_json(row: ParkedEvent) -> dict:
+def as_json(row: ParkedEvent, keys: KeyStore | None = None) -> dict:
+    """The row, its value opened with `keys` when it is sealed (operators must see what failed)."""
+    raw = row.value
+    if keys is not None and is_sealed(raw):
+        raw = unseal(raw, keys.opening_keys(kids_of(raw))) or raw
     try:
-        value = json.loads(row.value)
+        value = json.loads(raw)
     except ValueError:
-        value = row.value.decode("utf-8", "replace")
+        value = raw.decode("utf-8", "replace")
     return {"id": row.id, "consumer": row.consumer, "topic": row.topic, "partition": row.partition,
             "offset": row.offset, "key": row.key, "value": value, "error": row.error,
             "attempts": row.attempts, "parked_at": format_time(row.parked_at),
@@ -93,7 +98,7 @@ def parked_events(request: Request, _: Admin, consumer: str | None = None,
                   resolved: bool = False) -> dict:
     """Parked events, oldest first (add resolved=true to include those retried successfully)."""
     rows = list_parked(request.app.state.engine, consumer, resolved)
-    return {"parked": [as_json(row) for row in rows]}
+    return {"parked": [as_json(row, request.app.state.runtime.keys) for row in rows]}
 
 
 @router.post("/{parked_id}/retry")
@@ -108,4 +113,4 @@ def retry_parked(request: Request, parked_id: int, _: Admin) -> dict:
         raise ApiError(404, "not_found", f"no parked event {parked_id}", "parked_id") from None
     except RetryRefused as refused:
         raise ApiError(409, "retry_failed", str(refused), "parked_id") from None
-    return {"parked": as_json(row)}
+    return {"parked": as_json(row, runtime.keys)}

@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from services.console import routes as console
 from services.runtime import admin, parked
 from services.runtime.bootstrap import Runtime, Service
 from services.runtime.http import make_app
 from services.runtime.projector import Projector
 
-SERVICE_NAMES = ("ingest", "identity", "profile", "segments")
+SERVICE_NAMES = ("ingest", "identity", "profile", "segments", "privacy")
 
 
 def bootstrap_services(runtime: Runtime, names=SERVICE_NAMES) -> list[Service]:
@@ -33,7 +34,7 @@ def build_app(runtime: Runtime, services: list[Service], *, run_projectors: bool
     On shutdown (uvicorn's SIGTERM handling: in-flight requests drain first) each
     projector is told to stop, finishes and commits the batch it is applying, and exits.
     """
-    routers = [r for s in services for r in s.routers] + [parked.router, admin.router]
+    routers = [r for s in services for r in s.routers] + [parked.router, admin.router, console.router]
     app = make_app("Rapport", routers, runtime.engine, runtime.log)
     app.state.runtime = runtime
     loops = [loop for s in services for loop in s.background()]  # projectors and other workers

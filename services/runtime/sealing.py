@@ -86,6 +86,7 @@ class KeyStore:
     def __init__(self, engine: Engine, *, own_database: bool = False):
         self.engine = engine
         self._secret: bytes | None = None
+        self._kids: dict[str, str] = {}
         self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._lock = threading.Lock()
         if own_database:  # a file of its own, outside the migrations (which make them in the main one)
@@ -101,7 +102,13 @@ class KeyStore:
         return cls(make_engine(settings.database_url))
 
     def kid(self, subject: str) -> str:
-        return hmac.new(self.secret(), subject.encode(), hashlib.sha256).hexdigest()[:40]
+        kid = self._kids.get(subject)
+        if kid is None:  # an HMAC costs ~10 us, and the same people keep coming back
+            kid = hmac.new(self.secret(), subject.encode(), hashlib.sha256).hexdigest()[:40]
+            if len(self._kids) >= CACHE_SIZE:
+                self._kids.clear()
+            self._kids[subject] = kid
+        return kid
 
     def secret(self) -> bytes:
         if self._secret is None:

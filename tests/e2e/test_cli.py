@@ -21,7 +21,8 @@ def profile_plan(base: str, token: str, user: str):
 
 
 def test_rapport_up_prints_credentials_that_work_and_are_reused_on_restart(tmp_path):
-    env = {"RAPPORT_DATA_DIR": str(tmp_path / "data"), "RAPPORT_POLL_TIMEOUT_MS": "50"}
+    env = {"RAPPORT_DATA_DIR": str(tmp_path / "data"), "RAPPORT_POLL_TIMEOUT_MS": "50",
+           "RAPPORT_DEMO": "false"}  # tests/console runs `up` with its demo data
     first = Process(["up"], env, tmp_path, port=free_port())
     try:
         first.wait_healthy()

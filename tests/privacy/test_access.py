@@ -14,7 +14,9 @@ from tests.support import RunningPipeline, wait_until
 # Routes anyone may call: probes, metrics, the API docs, and the browser SDK's settings
 # (they hold nothing personal); every other route must answer 401 without a credential.
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
-          "/v1/projects/{writeKey}/settings", "/v1/projects/{write_key}/settings"}
+          "/v1/projects/{writeKey}/settings", "/v1/projects/{write_key}/settings",
+          # the console's static pages and scripts: code, no data; they call the APIs with a token
+          "/console", "/console/{name}"}
 
 
 @pytest.fixture

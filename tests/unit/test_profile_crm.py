@@ -21,7 +21,7 @@ TIMELINE = [
     event(7, 40, "Ticket Opened", ticket_id="t1"), event(8, 41, "Ticket Opened", ticket_id="t2"),
     event(9, 42, "Ticket Resolved", ticket_id="t1"),
     event(10, 43, "Survey Responded", nps=9, csat=4), event(11, 44, "Survey Responded", nps=3, csat=2),
-    event(12, 45, "Social Mention", platform="x"), event(13, 46, "Social Follow", platform="x"),
+    event(12, 45, "Mention Posted", platform="x"), event(13, 46, "Account Followed", platform="x"),
 ]
 
 

@@ -17,7 +17,8 @@ from services.profile.domain.timeline import TimelineEvent
 ORDER, REFUND = "Order Completed", "Order Refunded"
 TICKET_OPENED, TICKET_RESOLVED = "Ticket Opened", "Ticket Resolved"
 SURVEY = "Survey Responded"
-SOCIAL = frozenset({"Social Mention", "Social Follow", "Social Comment", "Social Direct Message"})
+# the event catalogue's social touchpoints (schemas/events/)
+SOCIAL = frozenset({"Mention Posted", "Account Followed", "Comment Posted", "Direct Message Received"})
 SESSION_GAP = timedelta(minutes=30)  # page views further apart than this start a new visit
 
 

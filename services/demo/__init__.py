@@ -1,0 +1,1 @@
+"""Demo data: a generated population sent through the real ingest API."""
