@@ -71,6 +71,18 @@ class Change:
     cause: str  # a message id, or "operator: ..."
     cause_identifiers: list[dict] = field(default_factory=list)
     recomputed: bool = False  # every event of the component was resolved again
+    shared: frozenset[Identifier] = frozenset()  # after: identifiers that link nothing more
+    first_seen: dict[Identifier, str] = field(default_factory=dict)  # after
+    stored: "Stored | None" = None  # the component's links as they were read
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A component's links as stored: profile, shared or not, and when each was first seen."""
+
+    owners: dict[Identifier, str]
+    shared: frozenset[Identifier]
+    first_seen: dict[Identifier, str]
 
 
 @dataclass(frozen=True)
@@ -96,25 +108,35 @@ class GraphStore:
             return []  # a duplicate delivery: resolved and published already
         fresh = self._ensure_links(evidence)
         component, last_key = self._lock_and_join(evidence.identifiers)
-        old = {i: p for i, p in self._owners(component).items() if i not in fresh}
+        stored = self._stored(component)
+        old = {i: p for i, p in stored.owners.items() if i not in fresh}
         self.session.add(IdentityEvent(message_id=evidence.message_id, component=component, profile_id="",
                                        at=evidence.at, identifiers=[i.as_json() for i in evidence.identifiers],
                                        topic=position[0], partition=position[1], offset=position[2], version=0))
         key = f"{evidence.at} {evidence.message_id}"
         cause = [i.as_json() for i in evidence.identifiers]
-        if key > last_key:  # in order: linking it last is what a recomputation would do
-            graph = Graph(self.rules, groups_of(old))
-            anchor, refusals = graph.link(evidence)
-            change = Change(component, old, graph.owners(), {evidence.message_id: graph.profile_of(anchor)},
-                            refusals, evidence.message_id, cause)
-        else:  # late evidence may change earlier decisions: recompute the component
-            change = self._recomputed(component, old, evidence.message_id, cause)
+        # in order, linking it last is what a recomputation would do, unless it shows an
+        # identifier to be shared; late evidence may change earlier decisions: recompute
+        change = self._linked(component, stored, old, evidence, cause) if key > last_key else None
+        change = change or self._recomputed(component, old, evidence.message_id, cause, stored)
         self.session.get(IdentityComponent, component).last_key = max(last_key, key)
         outputs = self.apply(change)
         profile_id = change.event_profiles[evidence.message_id]
         return outputs + [(topics.EVENTS_RESOLVED, Message.of(profile_id, {
             "kind": "event", "profile_id": profile_id, "identifiers": cause, "event": event,
             "version": 0}))]
+
+    def _linked(self, component: str, stored: Stored, old: dict, evidence: Evidence, cause: list
+                ) -> Change | None:
+        """The change of linking `evidence` last, or None when it shows an identifier to be
+        shared: that identifier's earlier links must go, which takes a recomputation."""
+        graph = Graph(self.rules, groups_of(old), stored.shared, stored.first_seen)
+        anchor, refusals = graph.link(evidence)
+        if graph.newly_shared(refusals):
+            return None
+        return Change(component, old, graph.owners(), {evidence.message_id: graph.profile_of(anchor)},
+                      refusals, evidence.message_id, cause, shared=graph.shared,
+                      first_seen=graph.first_seen, stored=stored)
 
     # --- an operator's correction ------------------------------------------------------
 
@@ -124,14 +146,17 @@ class GraphStore:
         if link is None:
             return []
         component, _ = self._lock_and_join([identifier])
-        return self.apply(self._recomputed(component, self._owners(component), cause, []))
+        stored = self._stored(component)
+        return self.apply(self._recomputed(component, stored.owners, cause, [], stored))
 
-    def _recomputed(self, component: str, old: dict, cause: str, cause_identifiers: list) -> Change:
+    def _recomputed(self, component: str, old: dict, cause: str, cause_identifiers: list,
+                    stored: Stored) -> Change:
         rows = self.session.scalars(select(IdentityEvent).where(IdentityEvent.component == component)).all()
         evidence = [Evidence(r.message_id, r.at, self._linkable(r.identifiers)) for r in rows]
         outcome = partition([e for e in evidence if e.identifiers], self.rules)
         return Change(component, old, outcome.owners, outcome.event_profiles, outcome.refusals, cause,
-                      cause_identifiers, recomputed=True)
+                      cause_identifiers, recomputed=True, shared=outcome.shared,
+                      first_seen=outcome.first_seen, stored=stored)
 
     def _linkable(self, identifiers: list[dict]) -> tuple[Identifier, ...]:
         """Stored evidence under today's rules: values blocked since then drop out."""
@@ -150,7 +175,8 @@ class GraphStore:
                        ["component"])
             if insert_new(self.session, IdentityLink, {
                     "type": i.type, "value": i.value, "profile_id": new_profile_id(i),
-                    "first_message_id": evidence.message_id, "component": component}, ["type", "value"]):
+                    "first_message_id": evidence.message_id, "component": component,
+                    "shared": False, "first_at": evidence.at}, ["type", "value"]):
                 fresh.add(i)
         return fresh
 
@@ -186,10 +212,13 @@ class GraphStore:
         self.session.flush()
         return target.component, last_key
 
-    def _owners(self, component: str) -> dict[Identifier, str]:
-        rows = self.session.execute(select(IdentityLink.type, IdentityLink.value, IdentityLink.profile_id)
-                                    .where(IdentityLink.component == component))
-        return {Identifier(t, v): p for t, v, p in rows}
+    def _stored(self, component: str) -> Stored:
+        rows = self.session.execute(select(IdentityLink.type, IdentityLink.value, IdentityLink.profile_id,
+                                           IdentityLink.shared, IdentityLink.first_at)
+                                    .where(IdentityLink.component == component)).all()
+        return Stored({Identifier(t, v): p for t, v, p, _, _ in rows},
+                      frozenset(Identifier(t, v) for t, v, _, shared, _ in rows if shared),
+                      {Identifier(t, v): at for t, v, _, _, at in rows if at})
 
     # --- writing a decision ----------------------------------------------------------------
 
@@ -223,8 +252,28 @@ class GraphStore:
             if change.old.get(identifier) != profile_id:
                 moved.setdefault(profile_id, []).append((identifier.type, identifier.value))
         for profile_id, keys in moved.items():
-            self.session.execute(update(IdentityLink).where(tuple_(IdentityLink.type, IdentityLink.value)
-                                                            .in_(keys)).values(profile_id=profile_id))
+            self._update_links(keys, profile_id=profile_id)
+        self._write_link_facts(change)
+
+    def _write_link_facts(self, change: Change) -> None:
+        """Shared marks and first sightings that changed (linking in order changes neither: a
+        new identifier is stored with its event's time, and a new shared one recomputes)."""
+        stored = change.stored or Stored({}, frozenset(), {})
+        for shared in (True, False):
+            keys = [(i.type, i.value) for i in change.new
+                    if (i in change.shared) == shared and (i in stored.shared) != shared]
+            self._update_links(keys, shared=shared)
+        by_time: dict[str, list[tuple[str, str]]] = {}
+        for identifier, at in change.first_seen.items():
+            if identifier in change.new and stored.first_seen.get(identifier) != at:
+                by_time.setdefault(at, []).append((identifier.type, identifier.value))
+        for at, keys in by_time.items():
+            self._update_links(keys, first_at=at)
+
+    def _update_links(self, keys: list[tuple[str, str]], **values) -> None:
+        if keys:
+            self.session.execute(update(IdentityLink).where(
+                tuple_(IdentityLink.type, IdentityLink.value).in_(keys)).values(**values))
 
     def _write_profiles(self, change: Change) -> None:
         """Every profile id reads as the profile now holding the identifier it is named after."""
@@ -320,6 +369,6 @@ class GraphStore:
                 outputs.append((topics.EVENTS_RESOLVED, Message.of(profile_id, {
                     "kind": "refusal", "profile_id": profile_id, "message_id": refusal.message_id,
                     "dropped": refusal.dropped.as_json(), "conflict_type": refusal.conflict_type,
-                    "limit": refusal.limit, "conflicting": list(refusal.conflicting),
-                    "reason": refusal.reason})))
+                    "limit": refusal.limit, "window_hours": refusal.window_hours,
+                    "conflicting": list(refusal.conflicting), "reason": refusal.reason})))
         return outputs

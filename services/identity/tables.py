@@ -1,7 +1,7 @@
 """The identity graph: identifiers, components, evidence, profiles, merges, refusals, splits."""
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.runtime.db import Base, Json, UtcDateTime
@@ -16,6 +16,9 @@ class IdentityLink(Base):
     profile_id: Mapped[str] = mapped_column(String(64), index=True)
     first_message_id: Mapped[str] = mapped_column(String(200))
     component: Mapped[str] = mapped_column(String(64), index=True)
+    # merge protection dropped it for breaking a limit: it links nothing beyond its first profile
+    shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    first_at: Mapped[str | None] = mapped_column(String(40), nullable=True)  # its earliest evidence
 
 
 class IdentityComponent(Base):

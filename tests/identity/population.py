@@ -80,9 +80,9 @@ class _Maker:
 
 def population(seed: int, people: int = 6, families: int = 2, offices: int = 2,
                recycled: int = 3, guests: bool = False) -> Population:
-    """`guests`: each family also has a member with no account who identifies on the tablet
-    by email only (a case the rules cannot yet tell from a person adding an email; see
-    docs/identity.md, "Limits")."""
+    """`guests`: each family also has a guest with no account who identifies on the tablet by
+    email only; nothing in that event tells it from a person adding an email, only the tablet
+    being shared does (docs/identity.md, "Shared identifiers")."""
     make = _Maker(seed)
     for i in range(people):
         make.person(f"solo{i}")

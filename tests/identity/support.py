@@ -80,6 +80,13 @@ class IdentityWorld:
         with reading(self.runtime.engine) as session:
             return {Identifier(r.type, r.value): r.profile_id for r in session.scalars(select(IdentityLink))}
 
+    def link_facts(self) -> tuple[set[Identifier], dict[Identifier, str]]:
+        """The identifiers marked shared, and when each was first seen, as stored."""
+        with reading(self.runtime.engine) as session:
+            rows = session.scalars(select(IdentityLink)).all()
+        return ({Identifier(r.type, r.value) for r in rows if r.shared},
+                {Identifier(r.type, r.value): r.first_at for r in rows})
+
     def event_profiles(self) -> dict[str, str]:
         with reading(self.runtime.engine) as session:
             return dict(session.execute(select(IdentityEvent.message_id, IdentityEvent.profile_id)).all())

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.identity.domain.resolution import partition
-from services.identity.domain.rules import DEFAULT_RULES
+from services.identity.domain.rules import DEFAULT_RULES, build_rules
 from services.identity.handler import evidence_of
 from services.runtime.settings import Settings
 from tests.identity.support import IdentityWorld, partition_of, raw
@@ -72,21 +72,52 @@ def model_timelines(records: list[dict]) -> dict[str, set[str]]:
     return timelines
 
 
+@st.composite
+def browsers(draw):
+    """People who log in from many browsers within hours (a crowded window of new anonymous
+    ids) and a tablet two of them share, over two days."""
+    events = []
+    for i in range(draw(st.integers(3, 14))):
+        person = draw(st.integers(0, 1))
+        fields = {"anonymousId": draw(st.sampled_from([f"anon-{person}-{n}" for n in range(5)] + ["tablet"]))}
+        if draw(st.integers(0, 3)):
+            fields["userId"] = f"user-{person}"
+        if not draw(st.integers(0, 3)):
+            fields["traits"] = {"email": f"p{person}@home.io"}
+        events.append(raw(f"2026-01-0{draw(st.integers(1, 2))}T{draw(st.integers(0, 9)):02}:00:00Z",
+                          f"m{i:02}", **fields))
+    return events
+
+
+TIGHT = build_rules({"types": {"anonymous_id": {"window_limit": 2, "window_hours": 6}}})
+
+
 @SLOW
 @given(events=population(), seed=st.integers(0, 2**32))
 def test_delivery_order_does_not_change_profiles_refusals_or_what_downstream_sees(events, seed):
+    delivered_in_any_order_gives_the_rules_outcome(events, seed, DEFAULT_RULES)
+
+
+@SLOW
+@given(events=browsers(), seed=st.integers(0, 2**32))
+def test_delivery_order_does_not_change_window_limits_or_shared_identifiers(events, seed):
+    delivered_in_any_order_gives_the_rules_outcome(events, seed, TIGHT)
+
+
+def delivered_in_any_order_gives_the_rules_outcome(events: list[dict], seed: int, rules) -> None:
     rnd = random.Random(seed)
     delivered = events + rnd.sample(events, k=min(3, len(events)))
     rnd.shuffle(delivered)
-    expected = partition([evidence_of(e, DEFAULT_RULES) for e in events], DEFAULT_RULES)
+    expected = partition([evidence_of(e, rules) for e in events], rules)
     with tempfile.TemporaryDirectory() as tmp:
-        world = IdentityWorld(Settings(data_dir=Path(tmp), poll_timeout_ms=20))
+        world = IdentityWorld(Settings(data_dir=Path(tmp), poll_timeout_ms=20), rules)
         try:
             world.send(delivered, key=None)
             world.resolve()
             assert partition_of(world.owners()) == partition_of(expected.owners)
             assert world.owners() == expected.owners  # the same profile ids too
             assert world.event_profiles() == expected.event_profiles
+            assert world.link_facts() == (expected.shared, expected.first_seen)  # what later links read
             assert world.refusals() == {(r.message_id, r.dropped.type, r.dropped.value)
                                         for r in expected.refusals}
             records = world.resolved(len(events))

@@ -3,8 +3,9 @@
 Evidence is an event's identifiers. The partition of identifiers into profiles is a
 pure function of the SET of evidence: link evidence one by one in the order of its
 key (event timestamp, messageId), each link refused where it would break a type's
-per-profile limit (merge protection), and name each profile after its strongest
-identifier. Delivery order therefore never matters; late evidence is handled by
+per-profile limit or per-window limit (merge protection), an identifier so refused for
+breaking a limit itself marked shared (it links nothing after its first link, and the
+linking starts again), and name each profile after its strongest identifier. Delivery order therefore never matters; late evidence is handled by
 recomputing its component (see corrections.py and docs/identity.md).
 """
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import lru_cache
 
 from services.identity.domain.identifiers import Identifier
 from services.identity.domain.rules import Rules
@@ -42,22 +45,38 @@ class Refusal:
 
     message_id: str
     dropped: Identifier
-    conflict_type: str
+    conflict_type: str  # the type whose limit the link would break, or "shared"
     limit: int
     conflicting: tuple[str, ...]  # the values of conflict_type the merge would have joined
+    window_hours: int | None = None  # set when the limit counts first sightings in a window
+    shares: bool = False  # `dropped` itself broke the limit: it is shared (see partition)
 
     @property
     def reason(self) -> str:
-        return (f"linking {self.dropped.type} {self.dropped.value!r} would give one profile "
-                f"{len(self.conflicting)} {self.conflict_type} identifiers "
-                f"({', '.join(self.conflicting)}); the limit is {self.limit}")
+        dropped = f"{self.dropped.type} {self.dropped.value!r}"
+        if self.conflict_type == SHARED:
+            return (f"{dropped} is shared (merge protection refused it before): it stays with the "
+                    f"profile it joined first ({self.conflicting[0]}) and links nothing more")
+        within = f" first seen within {self.window_hours} h" if self.window_hours else ""
+        return (f"linking {dropped} would give one profile {len(self.conflicting)} "
+                f"{self.conflict_type} identifiers{within} ({', '.join(self.conflicting)}); "
+                f"the limit is {self.limit}")
+
+
+SHARED = "shared"
+Conflict = tuple[str, int, tuple[str, ...], "int | None"]
 
 
 class Graph:
-    """Groups of identifiers (one per profile) built by linking evidence."""
+    """Groups of identifiers (one per profile) built by linking evidence.
 
-    def __init__(self, rules: Rules, groups: Iterable[Iterable[Identifier]] = ()):
-        self.rules = rules
+    `shared` identifiers may join one profile (their first link) and then link nothing;
+    `first_seen` is when each identifier was first seen, for limits per time window."""
+
+    def __init__(self, rules: Rules, groups: Iterable[Iterable[Identifier]] = (),
+                 shared: Iterable[Identifier] = (), first_seen: Mapping[Identifier, str] | None = None):
+        self.rules, self.shared = rules, frozenset(shared)
+        self.first_seen: dict[Identifier, str] = dict(first_seen or {})
         self.group_of: dict[Identifier, set[Identifier]] = {}
         for group in groups:
             members = set(group)
@@ -68,22 +87,60 @@ class Graph:
         ids = sorted(set(evidence.identifiers), key=self.rules.rank)
         for i in ids:
             self.group_of.setdefault(i, {i})
+            self.first_seen.setdefault(i, evidence.at)  # evidence comes in key order
         kept = [i for i in ids if (i.type, i.value) not in self.rules.isolated] or ids[:1]
+        linkable = [i for i in kept if not self._spent(i)] or kept[:1]
+        spent = [i for i in kept if i not in linkable]
         refusals = []
-        while len(kept) > 1 and (conflict := self._conflict(kept)):
-            dropped = kept.pop()  # the weakest identifier goes, then try again
+        while len(linkable) > 1 and (conflict := self._conflict(linkable)):
+            dropped = self._excess(linkable, conflict)
+            linkable.remove(dropped)  # then try again
             refusals.append(Refusal(evidence.message_id, dropped, *conflict))
-        for i in kept[1:]:
-            self._union(kept[0], i)
-        return kept[0], refusals
+        refusals = [replace(r, shares=self._breaks_limit(linkable, r)) for r in refusals]
+        refusals += [self._refused_shared(evidence.message_id, i, linkable)
+                     for i in spent if self.group_of[i] is not self.group_of[linkable[0]]]
+        for i in linkable[1:]:
+            self._union(linkable[0], i)
+        return linkable[0], refusals
 
-    def _conflict(self, kept: list[Identifier]) -> tuple[str, int, tuple[str, ...]] | None:
+    def _excess(self, linkable: list[Identifier], conflict: Conflict) -> Identifier:
+        """The identifier to drop: for a crowded window, the event's latest sighting in it (by
+        first seen, then value), else the event's weakest identifier."""
+        type_, _, crowd, window_hours = conflict
+        in_crowd = [i for i in linkable[1:] if window_hours and i.type == type_ and i.value in crowd]
+        return max(in_crowd, key=lambda i: (self.first_seen[i], i.value)) if in_crowd else linkable[-1]
+
+    def _spent(self, identifier: Identifier) -> bool:
+        """A shared identifier that joined a profile already (its group only grows by its own links)."""
+        return identifier in self.shared and len(self.group_of[identifier]) > 1
+
+    def _breaks_limit(self, kept: list[Identifier], refusal: Refusal) -> bool:
+        """Whether the dropped identifier's own profile breaks a count limit with what the event
+        kept (a tablet holding another user id), rather than being dropped as the event's weakest."""
+        return refusal.window_hours is None and self._conflict([*kept, refusal.dropped], windows=False) is not None
+
+    def _refused_shared(self, message_id: str, identifier: Identifier, kept: list[Identifier]) -> Refusal:
+        conflict = self._conflict([*kept, identifier])
+        if conflict:  # say which limit linking it would break, as for any other refusal
+            return Refusal(message_id, identifier, *conflict)
+        holder = min(self.group_of[identifier] - {identifier}, key=self.rules.rank)
+        return Refusal(message_id, identifier, SHARED, 1, (f"{holder.type} {holder.value}",))
+
+    def _conflict(self, kept: list[Identifier], windows: bool = True) -> Conflict | None:
         union = set().union(*(self.group_of[i] for i in kept))
         counts = Counter(i.type for i in union)
-        for type_ in sorted(counts, key=lambda t: (self.rules.rule(t).priority, t)):
+        ordered = sorted(counts, key=lambda t: (self.rules.rule(t).priority, t))
+        for type_ in ordered:
             limit = self.rules.rule(type_).limit
             if limit is not None and counts[type_] > limit:
-                return type_, limit, tuple(sorted(i.value for i in union if i.type == type_))
+                return type_, limit, tuple(sorted(i.value for i in union if i.type == type_)), None
+        for type_ in ordered if windows else ():
+            rule = self.rules.rule(type_)
+            if rule.window_limit is not None and counts[type_] > rule.window_limit:
+                crowded = crowded_window([(self.first_seen[i], i.value) for i in union if i.type == type_],
+                                         rule.window_limit, rule.window_hours)
+                if crowded:
+                    return type_, rule.window_limit, crowded, rule.window_hours
         return None
 
     def _union(self, a: Identifier, b: Identifier) -> None:
@@ -103,22 +160,67 @@ class Graph:
         named = {id(g): new_profile_id(min(g, key=self.rules.rank)) for g in self.group_of.values()}
         return {i: named[id(g)] for i, g in self.group_of.items()}
 
+    def newly_shared(self, refusals: Iterable[Refusal]) -> set[Identifier]:
+        return {r.dropped for r in refusals if r.shares and r.dropped not in self.shared}
+
+
+def crowded_window(sightings: Iterable[tuple[str, str]], limit: int, hours: int) -> tuple[str, ...]:
+    """The values of the latest window of `hours` holding more than `limit` first sightings
+    ((timestamp, value) pairs, ordered by both so ties are deterministic), or (). The latest,
+    because linking in key order makes the newest sightings the excess ones."""
+    ordered = sorted(sightings)
+    times = [_instant(at) for at, _ in ordered]
+    start, crowded = 0, ()
+    for end, at in enumerate(times):
+        while at - times[start] >= timedelta(hours=hours):
+            start += 1
+        if end - start + 1 > limit:
+            crowded = tuple(value for _, value in ordered[start:end + 1])
+    return crowded
+
+
+@lru_cache(maxsize=65536)
+def _instant(at: str) -> datetime:
+    return datetime.fromisoformat(at)
+
 
 @dataclass(frozen=True)
 class Outcome:
     owners: dict[Identifier, str]  # identifier -> profile id
     event_profiles: dict[str, str]  # message id -> profile id
     refusals: list[Refusal]
+    shared: frozenset[Identifier] = frozenset()
+    first_seen: dict[Identifier, str] = field(default_factory=dict)
 
 
 def partition(evidence: Iterable[Evidence], rules: Rules) -> Outcome:
-    """The profiles that a set of evidence makes, whatever order it arrived in."""
-    graph, anchors, refusals = Graph(rules), {}, []
-    for item in _deduplicated(evidence):
+    """The profiles that a set of evidence makes, whatever order it arrived in.
+
+    An identifier that merge protection drops because its own profile breaks a limit (a
+    family tablet meeting a second user id) is shared: it may join the first profile that
+    claims it, by key order, and links nothing after. Finding one means linking again from
+    the first item with it marked: two passes or more, each a function of the evidence set,
+    so the outcome is one too (docs/identity.md)."""
+    items, shared = _deduplicated(evidence), frozenset()
+    while True:
+        outcome, found = _linked(items, rules, shared)
+        if not found:
+            return outcome
+        shared |= found
+
+
+def _linked(items: list[Evidence], rules: Rules, shared: frozenset[Identifier]
+            ) -> tuple[Outcome | None, set[Identifier]]:
+    """One pass in key order; stops at the first identifier found to be shared."""
+    graph, anchors, refusals = Graph(rules, shared=shared), {}, []
+    for item in items:
         anchors[item.message_id], refused = graph.link(item)
+        if found := graph.newly_shared(refused):
+            return None, found
         refusals += refused
     owners = graph.owners()
-    return Outcome(owners, {m: owners[a] for m, a in anchors.items()}, refusals)
+    return Outcome(owners, {m: owners[a] for m, a in anchors.items()}, refusals, shared,
+                   graph.first_seen), set()
 
 
 def _deduplicated(evidence: Iterable[Evidence]) -> list[Evidence]:

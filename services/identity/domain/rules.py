@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 # Lower priority number = stronger identifier. limit: identifiers of that type one
-# profile may hold (None: no limit). sources: dotted paths into the event, or
-# "externalId:<type>" for entries of context.externalIds.
+# profile may hold (None: no limit). window_limit: identifiers of that type one profile may
+# gain within any window_hours, counted by when each was first seen (event time); a person
+# gets a few new browsers a day, a bot or a broken SDK one per event. sources: dotted paths
+# into the event, or "externalId:<type>" for entries of context.externalIds.
 DEFAULT_TYPES: dict[str, dict[str, Any]] = {
     "user_id": {"priority": 1, "limit": 1, "kind": "id", "sources": ["userId"]},
     "shop_customer_id": {"priority": 2, "limit": 1, "kind": "id",
@@ -28,7 +30,8 @@ DEFAULT_TYPES: dict[str, dict[str, Any]] = {
                               "sources": [f"externalId:{platform}"]}
        for platform in ("twitter", "instagram", "facebook", "tiktok", "linkedin")},
     "device_id": {"priority": 7, "limit": 10, "kind": "id", "sources": ["context.device.id"]},
-    "anonymous_id": {"priority": 8, "limit": 200, "kind": "id", "sources": ["anonymousId"]},
+    "anonymous_id": {"priority": 8, "limit": 200, "window_limit": 10, "window_hours": 24, "kind": "id",
+                     "sources": ["anonymousId"]},
 }
 # context.externalIds types that no rule names become identifier types of their own.
 DEFAULT_CUSTOM = {"priority": 20, "limit": 1, "kind": "id"}
@@ -43,6 +46,8 @@ class TypeRule:
     limit: int | None
     kind: str = "id"  # id | email | phone | handle: which normaliser applies
     sources: tuple[str, ...] = ()
+    window_limit: int | None = None  # at most this many first seen within any window_hours
+    window_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,8 @@ class Rules:
 
 
 def _rule_json(rule: TypeRule) -> dict:
-    return {"priority": rule.priority, "limit": rule.limit, "kind": rule.kind,
-            "sources": list(rule.sources)}
+    return {"priority": rule.priority, "limit": rule.limit, "window_limit": rule.window_limit,
+            "window_hours": rule.window_hours, "kind": rule.kind, "sources": list(rule.sources)}
 
 
 def build_rules(config: Mapping[str, Any] | None = None) -> Rules:
@@ -121,15 +126,22 @@ def _type_rule(name: str, default: Mapping, given: Mapping) -> TypeRule:
     merged = {**default, **given}
     if not isinstance(merged.get("priority"), int):
         raise ValueError(f"identity rule {name!r}: priority must be an integer")
-    limit = merged.get("limit")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"identity rule {name!r}: limit must be a positive integer or null")
+    for key in ("limit", "window_limit"):
+        if not _positive_or_null(merged.get(key)):
+            raise ValueError(f"identity rule {name!r}: {key} must be a positive integer or null")
+    if merged.get("window_hours", 24) is None or not _positive_or_null(merged.get("window_hours", 24)):
+        raise ValueError(f"identity rule {name!r}: window_hours must be a positive integer")
     if merged.get("kind", "id") not in ("id", "email", "phone", "handle"):
         raise ValueError(f"identity rule {name!r}: kind must be id, email, phone or handle")
     if not isinstance(merged.get("sources", ()), (list, tuple)):
         raise ValueError(f"identity rule {name!r}: sources must be a list")
-    return TypeRule(name, merged["priority"], limit, merged.get("kind", "id"),
-                    tuple(merged.get("sources", ())))
+    return TypeRule(name, merged["priority"], merged.get("limit"), merged.get("kind", "id"),
+                    tuple(merged.get("sources", ())), merged.get("window_limit"),
+                    merged.get("window_hours", 24))
+
+
+def _positive_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
 
 
 def load_rules(path: Path | str | None) -> Rules:
