@@ -16,8 +16,11 @@ On a fresh PostgreSQL database (created on --database-url's server, dropped afte
     then identify calls (a new userId each, plan "pro") at --rate per second for --seconds;
     a reader in this process follows segments.membership on the same log file. Latency is
     the Audience Entered record's log timestamp (stamped by the log's writer as it commits)
-    minus the wall-clock time the identify call's 2xx arrived; p50/p99/max.
-Asserts nothing.
+    minus the wall-clock time the identify call's 2xx arrived; p50/p99/max, and each hop
+    (2xx -> events.resolved -> profiles.changed -> Audience Entered) from the log timestamps
+    of the first record keyed by the profile. --burst N instead sends N calls from 8 threads
+    as fast as they are answered: calls/s accepted and carried through (the capacity).
+--parts picks the parts (default abc). Asserts nothing.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import math
 import os
 import platform
 import shutil
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -223,48 +227,63 @@ def profile_ids(api: httpx.Client, users, entered: dict[str, float]) -> dict[str
     return found
 
 
-def time_entries(workdir: Path, rate: float, seconds: float, env: dict) -> dict:
+def first_times(data_dir: Path) -> dict[str, dict[str, float]]:
+    """topic -> record key -> log time of its first record there (the hops of (c); by key,
+    since values may be sealed)."""
+    found: dict[str, dict[str, float]] = {}
+    with sqlite3.connect(data_dir / "log.db") as conn:
+        for topic, key, ms in conn.execute("SELECT topic, key, timestamp_ms FROM log_records ORDER BY timestamp_ms"):
+            name = next((t for t in topics.ALL if topic.endswith(t)), topic)
+            found.setdefault(name, {}).setdefault(key, ms / 1000)
+    return found
+
+
+def stages(found: dict, answered: dict[str, float], ids: dict[str, str | None]) -> dict[str, list[float]]:
+    """Seconds spent in each hop of (c): the 2xx -> events.resolved (ingest's append is before
+    the 2xx; events.raw keys may be sealed, so identity's hop starts at the 2xx), -> profiles.changed,
+    -> Audience Entered."""
+    hops = {"2xx->resolved": [], "resolved->changed": [], "changed->entered": []}
+    resolved, changed = found.get(topics.EVENTS_RESOLVED, {}), found.get(topics.PROFILES_CHANGED, {})
+    entered = found.get(topics.SEGMENTS_MEMBERSHIP, {})
+    for user, at in answered.items():
+        p = ids[user]
+        if p in resolved and p in changed and p in entered:
+            hops["2xx->resolved"].append(resolved[p] - at)
+            hops["resolved->changed"].append(changed[p] - resolved[p])
+            hops["changed->entered"].append(entered[p] - changed[p])
+    return hops
+
+
+def time_entries(workdir: Path, rate: float, seconds: float, env: dict, burst: int = 0) -> dict:
+    """At `rate` for `seconds`; or, with `burst`, that many calls from 8 threads as fast as
+    they are answered (the capacity: calls/s accepted, and carried through to Audience Entered)."""
     with RapportUp(workdir / "up", 120, env) as server, MembershipReader(workdir / "up") as reader:
         token = json.loads((server.data_dir / "credentials.json").read_text())["admin_token"]
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
             api.post("/v1/segments", json={"key": SEGMENT, "name": "Pro plan", "text": CONDITION}).raise_for_status()
-            warm, _ = send_steady(server, [f"warm-{i}" for i in range(20)], rate)  # imports, caches
+            warm, _ = send_steady(server, [f"warm-{i}" for i in range(20)], 50)  # imports, caches
             reader.wait_for(len(warm), 60)
-            users = [f"bench-{uuid.uuid4().hex[:10]}" for _ in range(int(rate * seconds))]
-            sent_at = time.perf_counter()
-            answered, failed = send_steady(server, users, rate)
+            users = [f"bench-{uuid.uuid4().hex[:10]}" for _ in range(burst or int(rate * seconds))]
+            sent_at, sent_wall = time.perf_counter(), time.time()
+            answered, failed = send_steady(server, users, math.inf if burst else rate, 8 if burst else 4)
             send_s = time.perf_counter() - sent_at
-            reader.wait_for(len(warm) + len(answered), 60)
+            reader.wait_for(len(warm) + len(answered), 300 if burst else 60)
             ids = profile_ids(api, answered, reader.entered)
     latencies = [reader.entered[ids[u]] - t for u, t in answered.items() if ids[u] in reader.entered]
+    last = max((reader.entered[ids[u]] for u in answered if ids[u] in reader.entered), default=sent_wall)
     return {"sent": len(users), "answered": len(answered), "failed": failed, "send_s": send_s,
-            "arrived": len(latencies), "latencies": latencies}
+            "arrived": len(latencies), "latencies": latencies, "through_s": last - sent_wall,
+            "stages": stages(first_times(workdir / "up"), answered, ids)}
 
 
 # --- main -------------------------------------------------------------------------------
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profiles", type=int, default=100_000, help="profiles seeded for (a) and (b)")
-    parser.add_argument("--requests", type=int, default=200, help="timed member pages in (b)")
-    parser.add_argument("--rate", type=float, default=50, help="identify calls per second in (c)")
-    parser.add_argument("--seconds", type=float, default=20, help="how long (c) sends for")
-    parser.add_argument("--fill-by-sql", action="store_true",
-                        help="(a): insert the members by SQL instead of timing the backfill (for (b) at 1M profiles)")
-    parser.add_argument("--up-database", choices=["sqlite", "postgres"], default="sqlite",
-                        help="(c): `rapport up` on its embedded SQLite default, or on a fresh PostgreSQL database")
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
-                        help="a server URL: fresh databases are created on it and dropped after")
-    args = parser.parse_args()
-
-    workdir = Path(tempfile.mkdtemp(prefix="rapport-bench-segments-"))
-    databases, runtime = [fresh_database(args.database_url)], None
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs; data in {workdir}")
+def run_backfill_parts(args, database: str, workdir: Path) -> None:
+    """(a) and (b) on a fresh PostgreSQL database."""
+    runtime = bootstrap_runtime(Settings(data_dir=workdir / "a", database_url=database))
     try:
-        runtime = bootstrap_runtime(Settings(data_dir=workdir / "a", database_url=databases[0]))
         migrations.upgrade(runtime.engine)
         seed_profiles(runtime.engine, args.profiles)
-
         rows, sql_s = time_sql_baseline(runtime.engine)
         print(f"(a) {args.profiles} profiles, segment {CONDITION}")
         print(f"    hand-written INSERT ... SELECT:  {rows:>8} members  {sql_s:8.3f}s  {args.profiles / sql_s:>12,.0f} profiles/s")
@@ -277,30 +296,69 @@ def main() -> int:
                   f"{args.profiles / backfill_s:>12,.0f} profiles/s  (backfill {state['state']}, "
                   f"{state['done']}/{state['total']})")
             print(f"    ratio backfill / SQL time: {backfill_s / sql_s:,.1f}x (goal: within 2x)")
-
+        if "b" not in args.parts:
+            return
         latencies = time_member_pages(runtime, args.requests)
         print(f"(b) GET /v1/segments/{SEGMENT}/members?limit=1000, {args.requests} requests over {state['size']} "
               f"members ({math.ceil(state['size'] / 1000)} pages, cycled), in-process TestClient, after ANALYZE:")
         print(f"    p50 {1000 * percentile(latencies, 50):.1f} ms  p99 {1000 * percentile(latencies, 99):.1f} ms  "
               f"max {1000 * max(latencies):.1f} ms (goal: p99 <= 20 ms at 1M profiles)")
-        runtime.close()
-        runtime = None
-
-        env = {}
-        if args.up_database == "postgres":
-            databases.append(fresh_database(args.database_url))
-            env["RAPPORT_DATABASE_URL"] = databases[-1]
-        result = time_entries(workdir, args.rate, args.seconds, env)
-        lat = result["latencies"]
-        print(f"(c) `rapport up` ({args.up_database}, embedded log): {result['sent']} identify calls at {args.rate:g}/s "
-              f"(sent in {result['send_s']:.1f}s), {result['answered']} answered 2xx, {result['failed']} failed; "
-              f"{result['arrived']} Audience Entered arrived")
-        if lat:
-            print(f"    2xx -> Audience Entered on the log: p50 {1000 * percentile(lat, 50):.0f} ms  "
-                  f"p99 {1000 * percentile(lat, 99):.0f} ms  max {1000 * max(lat):.0f} ms (goal: p99 <= 1 s)")
     finally:
-        if runtime is not None:
-            runtime.close()
+        runtime.close()
+
+
+def run_latency_part(args, workdir: Path, databases: list[str]) -> None:
+    """(c): `rapport up`, identify calls at --rate, 2xx -> Audience Entered and each hop."""
+    env = {}
+    if args.up_database == "postgres":
+        databases.append(fresh_database(args.database_url))
+        env["RAPPORT_DATABASE_URL"] = databases[-1]
+    result = time_entries(workdir, args.rate, args.seconds, env, args.burst)
+    lat = result["latencies"]
+    if args.burst:
+        print(f"(c) capacity, `rapport up` ({args.up_database}): {args.burst} identify calls from 8 threads at once: "
+              f"{result['answered']} answered 2xx in {result['send_s']:.1f}s ({result['answered'] / result['send_s']:.0f}/s "
+              f"accepted), {result['failed']} failed; {result['arrived']} Audience Entered, the last "
+              f"{result['through_s']:.1f}s after the first call ({result['arrived'] / result['through_s']:.0f}/s end to end)")
+        return
+    print(f"(c) `rapport up` ({args.up_database}, embedded log): {result['sent']} identify calls at {args.rate:g}/s "
+          f"(sent in {result['send_s']:.1f}s), {result['answered']} answered 2xx, {result['failed']} failed; "
+          f"{result['arrived']} Audience Entered arrived")
+    if lat:
+        print(f"    2xx -> Audience Entered on the log: p50 {1000 * percentile(lat, 50):.0f} ms  "
+              f"p99 {1000 * percentile(lat, 99):.0f} ms  max {1000 * max(lat):.0f} ms (goal: p99 <= 1 s)")
+    for hop, seconds in result["stages"].items():
+        if seconds:
+            print(f"    {hop:>18}: p50 {1000 * percentile(seconds, 50):6.0f} ms  p99 {1000 * percentile(seconds, 99):6.0f} ms")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profiles", type=int, default=100_000, help="profiles seeded for (a) and (b)")
+    parser.add_argument("--requests", type=int, default=200, help="timed member pages in (b)")
+    parser.add_argument("--rate", type=float, default=50, help="identify calls per second in (c)")
+    parser.add_argument("--seconds", type=float, default=20, help="how long (c) sends for")
+    parser.add_argument("--burst", type=int, default=0,
+                        help="(c): instead, send this many calls as fast as they are answered (capacity)")
+    parser.add_argument("--parts", default="abc", help="which parts to run, e.g. `c` or `ab` ((b) needs (a))")
+    parser.add_argument("--fill-by-sql", action="store_true",
+                        help="(a): insert the members by SQL instead of timing the backfill (for (b) at 1M profiles)")
+    parser.add_argument("--up-database", choices=["sqlite", "postgres"], default="sqlite",
+                        help="(c): `rapport up` on its embedded SQLite default, or on a fresh PostgreSQL database")
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                        help="a server URL: fresh databases are created on it and dropped after")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="rapport-bench-segments-"))
+    databases: list[str] = []
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs; data in {workdir}")
+    try:
+        if "a" in args.parts:
+            databases.append(fresh_database(args.database_url))
+            run_backfill_parts(args, databases[-1], workdir)
+        if "c" in args.parts:
+            run_latency_part(args, workdir, databases)
+    finally:
         for url in databases:
             drop_database(url)
         shutil.rmtree(workdir, ignore_errors=True)

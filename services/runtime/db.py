@@ -2,10 +2,13 @@
 
 SQLite notes: the pysqlite driver's own transaction handling is switched off and we
 emit BEGIN ourselves, IMMEDIATE for writers, so two writers never deadlock on a lock
-upgrade (they queue on busy_timeout instead).
+upgrade (they queue on busy_timeout instead; within one process, `writing()` queues them
+in arrival order first).
 """
 from __future__ import annotations
 
+import threading
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,10 +96,55 @@ def _make_parent_dir(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+class _WriterQueue:
+    """First come, first served among one process's writers of one SQLite file. SQLite's
+    busy handler makes a waiting writer sleep and retry (up to 100 ms a try), so a writer
+    that commits and begins again at once (a busy projector) starves the others for seconds."""
+
+    def __init__(self):
+        self._lock, self._waiting, self._held, self._owner = threading.Lock(), deque(), False, None
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        if self._owner == threading.get_ident():  # nested: the thread has its turn already
+            yield
+            return
+        with self._lock:
+            mine = threading.Event() if self._held else None
+            self._held = True
+            if mine is not None:
+                self._waiting.append(mine)
+        if mine is not None:
+            mine.wait()  # the writer before hands its turn over
+        self._owner = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._owner = None
+            with self._lock:
+                if self._waiting:
+                    self._waiting.popleft().set()
+                else:
+                    self._held = False
+
+
+_writer_queues: dict[str, _WriterQueue] = defaultdict(_WriterQueue)
+_writer_queues_lock = threading.Lock()
+
+
+def _writer_queue(engine: Engine) -> _WriterQueue:
+    with _writer_queues_lock:
+        return _writer_queues[str(engine.url)]
+
+
 @contextmanager
 def writing(engine: Engine) -> Iterator[Session]:
     """One write transaction: commits on success, rolls back on any exception."""
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    if engine.dialect.name != "sqlite":
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            yield session
+        return
+    with _writer_queue(engine).turn(), Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
 
 

@@ -19,8 +19,9 @@ LIFECYCLE_SEQUENCE_ROW = 2
 
 
 def lock_catalog(session: Session, *, exclusive: bool) -> None:
-    """Evaluations share this lock, definition changes take it alone: a new segment is
-    never evaluated against a profile snapshot that a running batch is replacing."""
+    """Evaluations share this lock; definition changes and set-based backfill chunks take it
+    alone: a new segment is never evaluated against a profile snapshot that a running batch
+    is replacing, and a chunk never races the live evaluation of the same profiles."""
     statement = select(SegmentCatalog).where(SegmentCatalog.id == CATALOG_ROW)
     row = session.scalars(statement.with_for_update(read=not exclusive)).one_or_none()
     if row is None:

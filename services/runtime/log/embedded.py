@@ -30,6 +30,7 @@ from services.runtime.log import LogUnavailable, Message, OnAssign, Record, Topi
 CROSS_PROCESS_WAIT_S = 0.05
 MAX_GROUP_MESSAGES = 20_000  # bounds one transaction's size and latency
 WRITE_TIMEOUT_MS = 10_000  # how long a commit waits for a lock held elsewhere before failing
+POSITIONS_EVERY_S = 1.0  # how often consumers' progress reports are written
 
 schema = MetaData()
 topics_table = Table(
@@ -54,7 +55,27 @@ positions_table = Table(
     Column("offset", BigInteger, nullable=False),
 )
 
-_appended: dict[str, threading.Condition] = defaultdict(threading.Condition)
+class _Appends:
+    """Appends of this process per partition, so a consumer reads only the partitions that
+    grew (a wake-up per append of any topic had every consumer query all its partitions)."""
+
+    def __init__(self):
+        self.changed = threading.Condition()
+        self.counts: dict[TopicPartition, int] = defaultdict(int)
+
+    def appended(self, partitions: set[TopicPartition]) -> None:
+        with self.changed:
+            for tp in partitions:
+                self.counts[tp] += 1
+            self.changed.notify_all()
+
+    def wait(self, seen: dict[TopicPartition, int], timeout_s: float) -> None:
+        """Until one of `seen`'s partitions grows, or `timeout_s`."""
+        with self.changed:
+            self.changed.wait_for(lambda: any(self.counts.get(tp, 0) != n for tp, n in seen.items()), timeout_s)
+
+
+_appended: dict[str, _Appends] = defaultdict(_Appends)
 
 
 def partition_for(key: str | None, partitions: int, spread: itertools.count) -> int:
@@ -97,8 +118,7 @@ class EmbeddedLog:
         count = self.partitions(topic)
         placed = [(partition_for(m.key, count, self._spread), m) for m in messages]
         self._writer.commit(_Append(topic, placed))
-        with self._appended:
-            self._appended.notify_all()
+        self._appended.appended({TopicPartition(topic, p) for p, _ in placed})
 
     @staticmethod
     def _end_offset(conn, topic: str, partition: int) -> int:
@@ -136,9 +156,13 @@ class EmbeddedLog:
                 records_table.c.topic == topic, records_table.c.timestamp_ms < cutoff_ms,
                 records_table.c.offset < newest)).rowcount
 
-    def wait_for_append(self, timeout_s: float) -> None:
-        with self._appended:
-            self._appended.wait(min(timeout_s, CROSS_PROCESS_WAIT_S))
+    def wait_for_append(self, seen: dict[TopicPartition, int], timeout_s: float) -> None:
+        """Until this process appends to one of `seen`'s partitions (counts as in `appends`), or
+        CROSS_PROCESS_WAIT_S at most: other processes' appends are only found by reading."""
+        self._appended.wait(seen, min(timeout_s, CROSS_PROCESS_WAIT_S))
+
+    def appends(self, tp: TopicPartition) -> int:
+        return self._appended.counts.get(tp, 0)
 
     def consumer(self, group: str, topics: Sequence[str], on_assign: OnAssign) -> "EmbeddedConsumer":
         return EmbeddedConsumer(self, group, topics, on_assign)
@@ -256,6 +280,9 @@ class EmbeddedConsumer:
         assigned = [TopicPartition(t, p) for t in topics for p in range(log.partitions(t))]
         stored = on_assign(assigned)
         self.positions = {tp: stored.get(tp, 0) for tp in assigned}
+        self._reported: dict[TopicPartition, int] = {}
+        self._reported_at = self._read_all_at = 0.0
+        self._seen = {tp: -1 for tp in assigned}  # appends counted when each was last read
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         deadline = time.monotonic() + timeout_s
@@ -264,30 +291,57 @@ class EmbeddedConsumer:
             remaining = deadline - time.monotonic()
             if batch or remaining <= 0:
                 return batch
-            self.log.wait_for_append(remaining)
+            self.log.wait_for_append(self._seen, remaining)
 
     def _fetch(self, max_records: int) -> list[Record]:
+        """Records of the partitions this process appended to since they were last read; of
+        every partition once CROSS_PROCESS_WAIT_S has passed (appends of other processes)."""
+        everything = time.monotonic() - self._read_all_at >= CROSS_PROCESS_WAIT_S
+        if everything:
+            self._read_all_at = time.monotonic()
         batch: list[Record] = []
         for tp, position in self.positions.items():
             if len(batch) >= max_records:
                 break
-            records = self.log.read(tp, position, max_records - len(batch))
+            appends = self.log.appends(tp)  # taken before reading: a later append reads again
+            if not everything and self._seen[tp] == appends:
+                continue
+            wanted = max_records - len(batch)
+            records = self.log.read(tp, position, wanted)
+            self._seen[tp] = appends if len(records) < wanted else -1  # full: there may be more
             if records:
                 self.positions[tp] = records[-1].offset + 1
                 batch += records
         return batch
 
     def seek(self, positions: dict[TopicPartition, int]) -> None:
-        self.positions.update({tp: o for tp, o in positions.items() if tp in self.positions})
+        moved = {tp: o for tp, o in positions.items() if tp in self.positions}
+        self.positions.update(moved)
+        self._seen.update({tp: -1 for tp in moved})  # read them again from there
 
     def commit(self, positions: dict[TopicPartition, int]) -> None:
+        """A progress report only (projectors keep their own offsets), so written at most every
+        POSITIONS_EVERY_S: a durable write a batch made every hop of the pipeline wait an fsync
+        and contend with the appends for the log's write lock."""
+        self._reported |= positions
+        if time.monotonic() - self._reported_at >= POSITIONS_EVERY_S:
+            self._write_positions()
+
+    def _write_positions(self) -> None:
+        self._reported_at = time.monotonic()
+        if not self._reported:
+            return
         rows = [{"group": self.group, "topic": tp.topic, "partition": tp.partition, "offset": o}
-                for tp, o in positions.items()]
+                for tp, o in self._reported.items()]
         statement = sqlite_insert(positions_table)
         statement = statement.on_conflict_do_update(
             index_elements=["group", "topic", "partition"], set_={"offset": statement.excluded.offset})
         with self.log.engine.begin() as conn:
             conn.execute(statement, rows)
+        self._reported = {}
 
     def close(self) -> None:
-        pass
+        try:
+            self._write_positions()
+        except OperationalError:
+            pass  # a progress report: the log may be closing too

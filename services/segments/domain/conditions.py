@@ -232,8 +232,7 @@ def evaluate(condition: Mapping[str, Any], facts: ProfileFacts | Mapping[str, An
         return condition[kind] in source and compare(source[condition[kind]], op, expected) \
             if op != "exists" else compare(source.get(condition[kind]), op)
     if "event" in condition:
-        count = facts.computed.get(event_trait(condition)["name"]) or 0
-        return count >= condition.get("at_least", 1)
+        return compare(facts.computed.get(event_trait(condition)["name"]), ">=", condition.get("at_least", 1))
     if "stage" in condition:
         return facts.stage == condition["stage"]
     if "consent" in condition:
