@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import exc
 
 from services.ingest.domain.mapping import messages_from
 from services.ingest.domain.wire import (CALLS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, SHORT_PATHS,
@@ -92,6 +93,9 @@ async def answered(request: Request, work) -> Response:
     except LogUnavailable as error:
         response = JSONResponse(error_body("log_unavailable", f"the event log can't take writes: {error}"),
                                 status_code=503, headers={"Retry-After": "1"})
+    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError):  # the database is down: it passes
+        response = JSONResponse(error_body("database_unavailable", "the database can't be reached; retry"),
+                                status_code=503, headers={"Retry-After": "1"})
     return with_cors(request, response)
 
 
@@ -135,7 +139,7 @@ def parsed(raw: bytes) -> Any:
         pass  # the standard library also takes NaN, Infinity, huge integers: it decides
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested too deeply
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}", "body") from None
 
 

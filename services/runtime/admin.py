@@ -54,7 +54,7 @@ def revoke(token_id: str, engine: EngineDep, _: Admin) -> None:
 
 @router.get("/audit")
 def audit_log(session: ReadSession, _: Admin,
-              after: Annotated[int, Query(ge=0, description="the `next` of the previous call")] = 0,
+              after: Annotated[int, Query(ge=0, le=2**63 - 1, description="the `next` of the previous call")] = 0,
               limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict:
     rows = list(session.scalars(select(AuditEntry).where(AuditEntry.id > after).order_by(AuditEntry.id).limit(limit)))
     return {"entries": [{"id": r.id, "at": format_time(r.at), "actor": r.actor, "action": r.action,

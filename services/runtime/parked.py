@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -102,7 +102,7 @@ def parked_events(request: Request, _: Admin, consumer: str | None = None,
 
 
 @router.post("/{parked_id}/retry")
-def retry_parked(request: Request, parked_id: int, _: Admin) -> dict:
+def retry_parked(request: Request, parked_id: Annotated[int, Path(ge=1, le=2**63 - 1)], _: Admin) -> dict:
     """Apply a parked event again with its consumer's handler: 200 when it applied, 409 if not."""
     from services.runtime.runner import projector_for  # the runner includes this router
 

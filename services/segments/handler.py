@@ -45,13 +45,29 @@ class SegmentsHandler:
             facts = None  # new to us: every segment is evaluated
         else:
             consent = change.get("consent") or {}
-            facts = changed_facts(change.get("changed"), stage != stored.stage,
+            facts = changed_facts(self._changed(change, stored), stage != stored.stage,
                                   {p for p in consent.keys() | (stored.consent or {}).keys()
                                    if consent.get(p) != (stored.consent or {}).get(p)})
         stored.version, stored.traits = change["version"], change["traits"]
         stored.computed, stored.stage = change.get("computed") or {}, stage
         stored.consent = change.get("consent") or {}
         return reevaluate(session, change["profile_id"], stored, index, index.affected(facts))
+
+    @staticmethod
+    def _changed(change: dict, stored: SegmentProfile) -> set[str] | None:
+        """What differs from the snapshot we hold, as well as what the profile says changed.
+
+        The profile's `changed` is relative to its own last commit, but the snapshot we hold
+        may be one it published and then rolled back (killed before its commit); the replayed
+        batch can then end where we were before it (a trait set and set back), so its
+        `changed` would leave out what differs from what we hold.
+        """
+        if change.get("changed") is None:
+            return None
+        differing = {name for before, after in ((stored.traits or {}, change.get("traits") or {}),
+                                                (stored.computed or {}, change.get("computed") or {}))
+                     for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
+        return set(change["changed"]) | differing
 
     @staticmethod
     def _forget(session: Session, profile_id: str, index: SegmentIndex) -> list[Output]:

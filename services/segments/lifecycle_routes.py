@@ -42,7 +42,7 @@ def lifecycle(session: ReadSession, _: SegmentsRead) -> dict:
 
 @router.get("/v1/lifecycle/transitions")
 def transitions(session: ReadSession, _: SegmentsRead,
-                after: Annotated[int, Query(ge=0, description="the `next` of the previous call")] = 0,
+                after: Annotated[int, Query(ge=0, le=2**63 - 1, description="the `next` of the previous call")] = 0,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> dict:
     """Moves between stages after a cursor, oldest first."""
     rows = list(session.scalars(select(LifecycleTransition).where(LifecycleTransition.seq > after)

@@ -100,7 +100,7 @@ def members(key: str, session: ReadSession, _: SegmentsRead,
 
 @router.get("/v1/segments/{key}/changes")
 def changes(key: str, session: ReadSession, _: SegmentsRead,
-            after: Annotated[int, Query(ge=0, description="the `next` of the previous call; 0 to start")] = 0,
+            after: Annotated[int, Query(ge=0, le=2**63 - 1, description="the `next` of the previous call; 0 to start")] = 0,
             limit: Limit = 500) -> dict:
     """Entries and exits after a cursor, oldest first: the incremental sync."""
     existing(session, key)

@@ -126,7 +126,10 @@ def canonical(kind: str, body: Any, source_id: str, received_at: datetime) -> di
         message = KINDS[kind].model_validate({**body, "type": kind})
     except ValidationError as error:
         raise _first(error) from None
-    event = message.model_dump(mode="json", exclude_none=True)
+    try:
+        event = message.model_dump(mode="json", exclude_none=True)
+    except ValueError:  # pydantic's serializer stops at a depth of 255 ("Maximum serialization depth")
+        raise Rejection("body", "too_deep", "objects and lists may nest at most 250 levels deep") from None
     event["messageId"] = message.messageId or str(uuid.uuid4())
     event["receivedAt"] = _received_text(received_at)
     event["timestamp"] = format_time(corrected_timestamp(message.timestamp, message.sentAt, received_at))
