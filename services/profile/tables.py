@@ -76,7 +76,8 @@ class ProfileIdentity(Base):
     __tablename__ = "profile_identities"
     type: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(512), primary_key=True)
-    profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # indexed on its own: the 360 view reads a profile's identities by profile id
+    profile_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class ComputedTraitDefinition(Base):
