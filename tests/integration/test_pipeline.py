@@ -37,15 +37,20 @@ def test_events_become_a_merged_profile_in_a_segment(settings):
                            "timestamp": "2026-01-03T10:00:00Z"}),
             ("/v1/identify", {"userId": "user-2", "traits": {"plan": "free"}}),
         ]
-        for path, body in sent:
+        for n, (path, body) in enumerate(sent):
             response = pipeline.ingest.post(path, json=body)
             assert response.status_code == 200 and response.json() == {"success": True}, response.text
+            if n == 0:  # the visitor's profile is read (so its id is known) before the user's events
+                wait_until(lambda: profile(pipeline, ABSORBED), what="the visitor's own profile")
 
         merged = wait_until(lambda: (p := profile(pipeline, SURVIVOR)) and p["event_count"] == 4 and p,
                             what="the merged profile to hold all four events")
         assert merged["traits"] == {"plan": "pro", "email": "Ada@Example.com", "name": "Ada"}
         assert merged["first_seen"] == "2026-01-01T09:00:00.000000Z"
-        assert profile(pipeline, ABSORBED)["profile_id"] == SURVIVOR  # an absorbed id reads as its survivor
+        # an id once read reads as its survivor after the merge (events on separate partitions
+        # reach identity in any order: a visit resolved only after the login joins the user's
+        # profile directly, and the visitor's own id is never issued)
+        assert profile(pipeline, ABSORBED)["profile_id"] == SURVIVOR
 
         wait_until(lambda: members(pipeline, "pro") == [SURVIVOR], what="the survivor to be the only member")
 

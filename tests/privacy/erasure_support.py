@@ -39,18 +39,22 @@ def found_on_log(runtime, needles: list[str]) -> list[tuple[str, str]]:
 
 
 def _records_per_topic(runtime) -> dict:
+    """Every topic's records from the start, by one consumer (a group join costs seconds)."""
     applied = _applied_per_topic(runtime.engine)
-    found = {}
-    for topic in (topics.EVENTS_RAW, topics.EVENTS_RESOLVED, topics.PROFILES_CHANGED, topics.SEGMENTS_MEMBERSHIP):
-        consumer = runtime.log.inner.consumer(f"search-{uuid.uuid4().hex[:8]}", [topic], lambda _tps: {})
-        records: list = []
-        try:
-            wait_until(lambda: records.extend(consumer.poll(1000, 0.2)) or len(records) >= applied.get(topic, 0),
-                       30, f"{applied.get(topic)} records of {topic}")
-            records.extend(consumer.poll(1000, 0.2))
-        finally:
-            consumer.close()
-        found[topic] = records
+    names = (topics.EVENTS_RAW, topics.EVENTS_RESOLVED, topics.PROFILES_CHANGED, topics.SEGMENTS_MEMBERSHIP)
+    found: dict[str, list] = {name: [] for name in names}
+    consumer = runtime.log.inner.consumer(f"search-{uuid.uuid4().hex[:8]}", list(names), lambda _tps: {})
+
+    def read_enough() -> bool:
+        for record in consumer.poll(1000, 0.2):
+            found[record.topic].append(record)
+        return all(len(found[name]) >= applied.get(name, 0) for name in names)
+
+    try:
+        wait_until(read_enough, 30, f"the records every consumer applied: {applied}")
+        read_enough()  # and whatever else is there already
+    finally:
+        consumer.close()
     return found
 
 
