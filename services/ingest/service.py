@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from services.identity.domain.identifiers import identifiers_of
+from services.identity.domain.identifiers import sealing_identifiers
 from services.identity.domain.rules import load_rules
 from services.ingest.catalogue import tracking_plan, webhook_mappings
 from services.ingest.domain.messages import Rejection, canonical, partition_key
@@ -162,7 +162,7 @@ class Ingest:
         naming an erased identifier is dropped: it is acknowledged, and never stored."""
         if self.keys is None or not items:
             return [message for _, message in items]
-        subjects = [[identifier_subject(i.type, i.value) for i in identifiers_of(event, self.rules)]
+        subjects = [[identifier_subject(i.type, i.value) for i in sealing_identifiers(event, self.rules)]
                     if isinstance(event, dict) else [] for event, _ in items]
         keyed = [Message(self.keys.kid(m.key) if m.key and keyed_by_person else m.key, m.value)
                  for _, m in items]

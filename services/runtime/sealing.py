@@ -188,9 +188,23 @@ def seal(plaintext: bytes, kids: Sequence[str], keys: dict[str, bytes]) -> bytes
     """`plaintext` sealed under the keys of `kids` (sorted, as the header lists them)."""
     kids = sorted(set(kids))
     nonce = os.urandom(12)
-    sealed = AESGCM(data_key([keys[k] for k in kids])).encrypt(nonce, plaintext, ",".join(kids).encode())
-    return json.dumps({"sealed": 1, "kids": kids, "nonce": _b64(nonce), "data": _b64(sealed)},
-                      separators=(",", ":")).encode()
+    sealed = _cipher(data_key([keys[k] for k in kids])).encrypt(nonce, plaintext, ",".join(kids).encode())
+    # kids are hex and base64 needs no escaping: the JSON is written directly (ingest seals every event)
+    return (b'{"sealed":1,"kids":["' + '","'.join(kids).encode() + b'"],"nonce":"' + base64.b64encode(nonce)
+            + b'","data":"' + base64.b64encode(sealed) + b'"}')
+
+
+_ciphers: dict[bytes, AESGCM] = {}
+
+
+def _cipher(key: bytes) -> AESGCM:
+    """An AESGCM per key, kept (making one costs as much as sealing a small event)."""
+    cipher = _ciphers.get(key)
+    if cipher is None:
+        if len(_ciphers) >= CACHE_SIZE:
+            _ciphers.clear()
+        cipher = _ciphers[key] = AESGCM(key)
+    return cipher
 
 
 def is_sealed(value: bytes) -> bool:
@@ -209,15 +223,11 @@ def unseal(value: bytes, keys: dict[str, bytes | None]) -> bytes | None:
     if any(keys.get(kid) is None for kid in header["kids"]):
         return None
     try:
-        return AESGCM(data_key([keys[k] for k in header["kids"]])).decrypt(
+        return _cipher(data_key([keys[k] for k in header["kids"]])).decrypt(
             base64.b64decode(header["nonce"]), base64.b64decode(header["data"]),
             ",".join(header["kids"]).encode())
     except Exception:  # noqa: BLE001 - InvalidTag: sealed under a key that is not this one
         return None
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 # --- the edges: records in, messages out ------------------------------------------------

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.identity.domain.identifiers import Identifier, identifiers_of, normalise
+from services.identity.domain.identifiers import (SEALING_TYPES, Identifier, identifiers_of, normalise,
+                                                  sealing_identifiers)
 from services.identity.domain.rules import DEFAULT_BLOCKED_VALUES, DEFAULT_RULES, DEFAULT_TYPES
 
 BLOCKED_VALUES = frozenset(DEFAULT_BLOCKED_VALUES)
@@ -191,3 +192,17 @@ def test_a_null_context_traits_is_treated_as_no_traits():
 ])
 def test_traits_that_are_not_an_object_carry_no_email(event):
     assert identifiers_of(event) == [Identifier("user_id", "u1")]
+
+
+VALUES = st.one_of(st.none(), st.text(max_size=12), st.integers(-2, 5), st.just("anonymous"),
+                   st.sampled_from(["Ada@Example.com ", "+49 30 1234567", "test@test.com", "u-1"]))
+TRAITS = st.dictionaries(st.sampled_from(["email", "phone", "name"]), VALUES, max_size=3)
+
+
+@given(st.fixed_dictionaries({}, optional={"userId": VALUES, "anonymousId": VALUES, "traits": TRAITS,
+                                           "context": st.fixed_dictionaries({}, optional={"traits": TRAITS})}))
+def test_what_ingest_seals_under_is_what_identity_matches_by(event):
+    """Ingest's cheap sealing identifiers are identity's identifiers of those types, exactly:
+    erasing a person destroys the keys of identity's identifiers, so they must be the same."""
+    expected = [i for i in identifiers_of(event) if i.type in SEALING_TYPES]
+    assert sorted(sealing_identifiers(event)) == sorted(expected)

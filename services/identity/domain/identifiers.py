@@ -54,6 +54,26 @@ def identifiers_of(event: dict, rules: Rules = DEFAULT_RULES) -> list[Identifier
     return sorted(found, key=rules.rank)
 
 
+# the types every event (userId, anonymousId) or its stated traits carry
+SEALING_TYPES = ("user_id", "anonymous_id", "email", "phone")
+
+
+def sealing_identifiers(event: dict, rules: Rules = DEFAULT_RULES) -> list[Identifier]:
+    """The identifiers ingest seals an event under: those of identifiers_of whose type is in
+    SEALING_TYPES, found a quarter as fast (ingest pays this on every event, and an event
+    always carries a userId or an anonymousId of the person it resolves to)."""
+    found = []
+    for type_ in SEALING_TYPES:
+        rule = rules.types.get(type_)
+        for source in rule.sources if rule is not None else ():
+            raw = _at(event, source)
+            if raw is not None:  # the first source that states a value wins, as in identifiers_of
+                if (value := normalise(type_, raw, rules)) is not None:
+                    found.append(Identifier(type_, value))
+                break
+    return found
+
+
 def _at(event: dict, path: str) -> Any:
     value: Any = event
     for part in path.split("."):
