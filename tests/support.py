@@ -1,6 +1,7 @@
 """Helpers for tests: waiting on conditions, and the whole pipeline behind real HTTP."""
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,17 @@ from services.runtime.settings import Settings
 from tests.backends import free_port
 
 T = TypeVar("T")
+
+
+def terminate(popen, timeout_s: float = 30) -> None:
+    """SIGTERM a child process and wait for it; SIGKILL it if it takes longer than `timeout_s`."""
+    if popen is not None and popen.poll() is None:
+        popen.terminate()
+        try:
+            popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
 
 
 def wait_until(check: Callable[[], T], timeout_s: float = 30, what: str = "condition") -> T:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import wait_until
+from tests.support import terminate, wait_until
 
 RAPPORT = [sys.executable, "-m", "services.cli"]
 
@@ -51,12 +51,6 @@ class Process:
     def stop(self) -> bool:
         """SIGTERM; True when the process shut down gracefully (uvicorn re-raises the signal
         after its shutdown completes, so -SIGTERM is a clean exit code too)."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        terminate(self.popen)
         return (self.popen.returncode in (0, -signal.SIGTERM)
                 and "Application shutdown complete" in self.output())

@@ -18,7 +18,7 @@ from services.runtime.settings import Settings
 from tests.backends import Tansu, free_port
 from tests.e2e.processes import found, run
 from tests.faults.backends import PrivatePostgres, S3Server
-from tests.support import settings_env, wait_until
+from tests.support import settings_env, terminate, wait_until
 
 SERVICES = ("ingest", "identity", "profile", "segments")
 
@@ -54,13 +54,7 @@ class Worker:
         self.start()
 
     def stop(self) -> None:
-        if self.popen and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        terminate(self.popen)
 
 
 class Cluster:
