@@ -10,7 +10,7 @@ import json
 from collections import defaultdict
 
 from services.runtime.log import Log, TopicPartition
-from services.runtime.sealing import unseal, kids_of
+from services.runtime.sealing import open_values
 
 
 def read_at(log: Log, positions: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], dict]:
@@ -20,9 +20,8 @@ def read_at(log: Log, positions: list[tuple[str, int, int]]) -> dict[tuple[str, 
     keystore = getattr(log, "keystore", None)
     if keystore is None:
         return {at: json.loads(value) for at, value in raw.items()}
-    keys = keystore.opening_keys({kid for value in raw.values() for kid in kids_of(value)})
-    return {at: json.loads(opened) for at, value in raw.items()
-            if (opened := unseal(value, keys)) is not None}
+    return {at: json.loads(opened) for at, opened in zip(raw, open_values(keystore, list(raw.values())))
+            if opened is not None}
 
 
 def _read_raw(log: Log, positions: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], bytes]:

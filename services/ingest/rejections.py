@@ -6,9 +6,8 @@ they share a partition; the last `scan` records of each partition are read and f
 """
 from __future__ import annotations
 
-import json
-
 from services.runtime.log import Record, TopicPartition
+from services.runtime.sealing import read_json
 from services.runtime.topics import EVENTS_REJECTED
 
 
@@ -16,21 +15,11 @@ def recent_rejections(log, settings, source_id: str, limit: int, scan: int = 200
     """The source's newest rejected events first: reason, payload, when it was received."""
     partitions = [TopicPartition(EVENTS_REJECTED, p) for p in range(settings.partitions_for(EVENTS_REJECTED))]
     found = [value for tp, end in log.end_offsets(partitions).items()
-             for value in _opened(log, _read(log, tp, max(end - scan, 0), end))
+             for value in read_json(log, _read(log, tp, max(end - scan, 0), end))
              if isinstance(value, dict) and value.get("sourceId") == source_id]
     found.sort(key=lambda v: v.get("receivedAt") or "", reverse=True)
     return [{"received_at": v.get("receivedAt"), "kind": v.get("kind"), "reason": v.get("reason"),
              "violations": v.get("violations"), "payload": v.get("payload")} for v in found[:limit]]
-
-
-def _opened(log, records: list[Record]) -> list:
-    """The records' JSON; where the log seals personal data, only what can still be opened
-    (an erased person's rejected events stay unreadable)."""
-    try:
-        from services.runtime.sealing import read_json
-    except ImportError:  # a log without sealing: the values are clear JSON
-        return [json.loads(r.value) for r in records]
-    return read_json(log, records)
 
 
 def _read(log, tp: TopicPartition, start: int, end: int) -> list[Record]:

@@ -15,7 +15,7 @@ from services.privacy import erasure
 from services.privacy.tables import DeletionRequest, SuppressedIdentifier
 from services.runtime.background import BackgroundLoop
 from services.runtime.clock import now
-from services.runtime.db import insert_new, writing
+from services.runtime.db import insert_new, reading, writing
 from services.runtime.http import ApiError
 from services.runtime.log import Log, publish_all
 from services.runtime.sealing import KeyStore, identifier_subject
@@ -73,7 +73,7 @@ class ErasureWorker(BackgroundLoop):
         self.engine, self.keys, self.log = engine, keys, log
 
     def step(self) -> bool:
-        with writing(self.engine) as session:
+        with reading(self.engine) as session:  # a read: on SQLite polling must not take the write lock
             pending = session.scalars(select(DeletionRequest.id).where(DeletionRequest.status == "pending")
                                       .order_by(DeletionRequest.requested_at).limit(1)).first()
         if pending is None:

@@ -20,7 +20,7 @@ from services.runtime.db import reading, writing
 from services.runtime.http import ApiError
 from services.runtime.log import Record
 from services.runtime.projector import Projector
-from services.runtime.sealing import KeyStore, is_sealed, kids_of, unseal
+from services.runtime.sealing import KeyStore, open_values
 from services.runtime.tables import ParkedEvent
 
 
@@ -76,9 +76,7 @@ def _apply_in_savepoint(session: Session, projector: Projector, row: ParkedEvent
 
 def as_json(row: ParkedEvent, keys: KeyStore | None = None) -> dict:
     """The row, its value opened with `keys` when it is sealed (operators must see what failed)."""
-    raw = row.value
-    if keys is not None and is_sealed(raw):
-        raw = unseal(raw, keys.opening_keys(kids_of(raw))) or raw
+    raw = (open_values(keys, [row.value])[0] if keys is not None else None) or row.value
     try:
         value = json.loads(raw)
     except ValueError:

@@ -217,9 +217,13 @@ def kids_of(value: bytes) -> list[str]:
 
 def unseal(value: bytes, keys: dict[str, bytes | None]) -> bytes | None:
     """The plaintext of a sealed value, or None when a key is destroyed or the data is forged."""
-    if not is_sealed(value):
+    return _opened(value, json.loads(value) if is_sealed(value) else None, keys)
+
+
+def _opened(value: bytes, header: dict | None, keys: dict[str, bytes | None]) -> bytes | None:
+    """`unseal` with the value's header already parsed (None: a clear value)."""
+    if header is None:
         return value
-    header = json.loads(value)
     if any(keys.get(kid) is None for kid in header["kids"]):
         return None
     try:
@@ -232,15 +236,20 @@ def unseal(value: bytes, keys: dict[str, bytes | None]) -> bytes | None:
 
 # --- the edges: records in, messages out ------------------------------------------------
 
+def open_values(keystore: KeyStore, values: Sequence[bytes]) -> list[bytes | None]:
+    """Each value opened (clear ones as they are), None where it can't be: one read of the
+    keys for them all, each header parsed once."""
+    headers = [json.loads(v) if is_sealed(v) else None for v in values]
+    kids = {kid for header in headers if header is not None for kid in header["kids"]}
+    keys = keystore.opening_keys(kids) if kids else {}
+    return [_opened(value, header, keys) for value, header in zip(values, headers)]
+
+
 def open_records(keystore: KeyStore, records: Sequence[Record]) -> tuple[list[Record], int]:
     """The records with their values opened, and how many could not be (erased people's)."""
-    kids = {kid for r in records for kid in kids_of(r.value)}
-    keys = keystore.opening_keys(kids) if kids else {}
-    opened = []
-    for record in records:
-        value = unseal(record.value, keys)
-        if value is not None:
-            opened.append(replace(record, value=value) if value is not record.value else record)
+    opened = [record if value is record.value else replace(record, value=value)
+              for record, value in zip(records, open_values(keystore, [r.value for r in records]))
+              if value is not None]
     return opened, len(records) - len(opened)
 
 
