@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from services.identity.batch import BatchResolver
 from services.identity.domain.identifiers import identifiers_of
 from services.identity.domain.resolution import Evidence
 from services.identity.domain.rules import DEFAULT_RULES, Rules
@@ -19,21 +20,21 @@ class IdentityHandler:
     name = "identity"
     topics = (topics.EVENTS_RAW,)
 
-    def __init__(self, rules: Rules = DEFAULT_RULES, log: Log | None = None):
+    def __init__(self, rules: Rules = DEFAULT_RULES, log: Log | None = None,
+                 resolver: type[BatchResolver] = BatchResolver):
         self.rules, self.log = rules, log  # the log: to re-read events when a profile splits
+        self.resolver = resolver
 
     def apply(self, session: Session, batch: list[Record]) -> list[Output]:
         rules = operator_rules(session, self.rules)
         store = GraphStore(session, rules, self.log)
-        outputs: list[Output] = []
         read = [(record, event, evidence_of(event, rules)) for record in batch for event in [record.json()]]
         erased = suppressed(session, getattr(self.log, "keystore", None),
                             [e.identifiers for _, _, e in read])
-        for (record, event, evidence), drop in zip(read, erased):
-            # ingest guarantees an identifier; blocked values may still leave none
-            if evidence.identifiers and not drop:
-                outputs += store.resolve(event, evidence, (record.topic, record.partition, record.offset))
-        return outputs
+        # ingest guarantees an identifier; blocked values may still leave none
+        return self.resolver(store).resolve([
+            (event, evidence, (record.topic, record.partition, record.offset))
+            for (record, event, evidence), drop in zip(read, erased) if evidence.identifiers and not drop])
 
 
 def evidence_of(event: dict, rules: Rules) -> Evidence:

@@ -97,6 +97,17 @@ class EventRow:
     offset: int
 
 
+def evidence_key(evidence: Evidence) -> str:
+    """The order evidence is linked in, as a component's last_key stores it."""
+    return f"{evidence.at} {evidence.message_id}"
+
+
+def resolved_event(profile_id: str, evidence: Evidence, event: dict) -> Output:
+    return (topics.EVENTS_RESOLVED, Message.of(profile_id, {
+        "kind": "event", "profile_id": profile_id, "identifiers": [i.as_json() for i in evidence.identifiers],
+        "event": event, "version": 0}))
+
+
 class GraphStore:
     def __init__(self, session: Session, rules: Rules, log: Log | None):
         self.session, self.rules, self.log = session, rules, log
@@ -113,7 +124,7 @@ class GraphStore:
         self.session.add(IdentityEvent(message_id=evidence.message_id, component=component, profile_id="",
                                        at=evidence.at, identifiers=[i.as_json() for i in evidence.identifiers],
                                        topic=position[0], partition=position[1], offset=position[2], version=0))
-        key = f"{evidence.at} {evidence.message_id}"
+        key = evidence_key(evidence)
         cause = [i.as_json() for i in evidence.identifiers]
         # in order, linking it last is what a recomputation would do, unless it shows an
         # identifier to be shared; late evidence may change earlier decisions: recompute
@@ -121,10 +132,7 @@ class GraphStore:
         change = change or self._recomputed(component, old, evidence.message_id, cause, stored)
         self.session.get(IdentityComponent, component).last_key = max(last_key, key)
         outputs = self.apply(change)
-        profile_id = change.event_profiles[evidence.message_id]
-        return outputs + [(topics.EVENTS_RESOLVED, Message.of(profile_id, {
-            "kind": "event", "profile_id": profile_id, "identifiers": cause, "event": event,
-            "version": 0}))]
+        return outputs + [resolved_event(change.event_profiles[evidence.message_id], evidence, event)]
 
     def _linked(self, component: str, stored: Stored, old: dict, evidence: Evidence, cause: list
                 ) -> Change | None:

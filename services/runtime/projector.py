@@ -40,11 +40,15 @@ Positions = dict[TopicPartition, int]
 LAG_INTERVAL_S = 1.0
 
 
+class RetryBatch(Exception):
+    """A handler found its batch raced by another worker: apply it again (nothing is parked)."""
+
+
 def is_transient(error: Exception) -> bool:
-    """Errors of the infrastructure, which pass: retry the batch rather than park records."""
+    """Errors of the infrastructure, which pass, or a race: retry the batch rather than park records."""
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True
-    return isinstance(error, (LogUnavailable, exc.OperationalError, exc.InterfaceError,
+    return isinstance(error, (RetryBatch, LogUnavailable, exc.OperationalError, exc.InterfaceError,
                               exc.TimeoutError, TimeoutError, ConnectionError))
 
 

@@ -8,6 +8,7 @@ from collections import defaultdict
 from sqlalchemy import select
 
 from services import migrations
+from services.identity.batch import BatchResolver
 from services.identity.domain.identifiers import Identifier
 from services.identity.domain.rules import DEFAULT_RULES
 from services.identity.handler import IdentityHandler
@@ -15,7 +16,7 @@ from services.identity.tables import IdentityEvent, IdentityLink, IdentityRefusa
 from services.runtime import topics
 from services.runtime.bootstrap import Runtime, bootstrap_runtime
 from services.runtime.db import reading
-from services.runtime.log import Message
+from services.runtime.log import Message, TopicPartition
 from services.runtime.sealing import read_json
 from services.runtime.settings import Settings
 from tests.support import caught_up, wait_until
@@ -46,8 +47,8 @@ class IdentityWorld:
                 key or event.get("userId") or event.get("anonymousId"), event)])
         self.sent += len(events)
 
-    def resolve(self, workers: int = 1) -> None:
-        projectors = [self.runtime.projector(IdentityHandler(self.rules, self.runtime.log))
+    def resolve(self, workers: int = 1, resolver: type[BatchResolver] = BatchResolver) -> None:
+        projectors = [self.runtime.projector(IdentityHandler(self.rules, self.runtime.log, resolver))
                       for _ in range(workers)]
         threads = [p.start() for p in projectors]
         try:
@@ -59,19 +60,21 @@ class IdentityWorld:
                 thread.join(30)
 
     def resolved(self, count: int) -> list[dict]:
-        """The first `count` records of events.resolved, partition by partition."""
+        """Every record of events.resolved (at least `count`), partition by partition. The
+        workers have stopped, so the topic's end offsets are where reading ends."""
+        log = self.runtime.log
+        ends = log.end_offsets([TopicPartition(topics.EVENTS_RESOLVED, p)
+                                for p in range(self.runtime.settings.partitions_for(topics.EVENTS_RESOLVED))])
         found: list[dict] = []
-        consumer = self.runtime.log.consumer(f"reader-{uuid.uuid4().hex[:6]}", [topics.EVENTS_RESOLVED],
-                                             lambda tps: {})
+        consumer = log.consumer(f"reader-{uuid.uuid4().hex[:6]}", [topics.EVENTS_RESOLVED], lambda tps: {})
         try:
             def more():
-                found.extend(read_json(self.runtime.log, consumer.poll(500, 0.2)))
-                return len(found) >= count
+                found.extend(read_json(log, consumer.poll(500, 0.2)))
+                return len(found) >= max(count, sum(ends.values()))
             try:
                 wait_until(more, 20, f"{count} records on events.resolved")
             except AssertionError as error:
                 raise AssertionError(f"{error}: {[(r['kind'], r.get('profile_id')) for r in found]}") from None
-            found.extend(read_json(self.runtime.log, consumer.poll(500, 0.3)))  # anything beyond count
         finally:
             consumer.close()
         return found

@@ -1,0 +1,234 @@
+"""Resolving a batch of events at once.
+
+Most events take no decision that needs the database between them:
+- a known person's event whose identifiers are all in one profile already, arriving in key
+  order: linking it changes no owner, sighting or refusal, so its profile is the one they
+  share;
+- a new person's event: every identifier never seen (not even in a leftover component),
+  linked without a refusal.
+The batch's identifiers are read, their components locked and loaded once; each such event
+is decided in memory (the domain's Graph, as GraphStore would) and its rows are written in
+bulk with the others. Every other event (a merge, a refusal, late evidence, an identifier
+with history) goes through GraphStore.resolve one at a time, after the bulk rows so far are
+written, and the components it touches are left to that path for the rest of the batch.
+Both paths write the same rows and publish the same messages, so where a batch starts or
+ends changes nothing (tests/identity/test_batch_resolution.py).
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from services.identity.domain.identifiers import Identifier
+from services.identity.domain.resolution import Evidence, Graph, groups_of
+from services.identity.store import COMPONENT_NAMESPACE, GraphStore, evidence_key, resolved_event
+from services.identity.tables import IdentityComponent, IdentityEvent, IdentityLink, IdentityProfile
+from services.runtime.db import insert_new_rows
+from services.runtime.projector import Output, RetryBatch
+
+Position = tuple[str, int, int]
+Item = tuple[dict, Evidence, Position]
+CHUNK = 500  # keys an IN list: well under SQLite's and PostgreSQL's parameter limits
+
+
+def component_of(identifier: Identifier) -> str:
+    """The component an identifier starts in (GraphStore names it the same way)."""
+    return str(uuid.uuid5(COMPONENT_NAMESPACE, f"{identifier.type}:{identifier.value}"))
+
+
+@dataclass
+class Component:
+    """A component as locked and read at the start of the batch (or made in it)."""
+
+    last_key: str
+    owners: dict[Identifier, str] = field(default_factory=dict)
+    shared: set[Identifier] = field(default_factory=set)
+    first_seen: dict[Identifier, str] = field(default_factory=dict)
+    graph: Graph | None = None  # built when an event first needs it
+
+    def settles(self, evidence: Evidence, rules) -> str | None:
+        """The profile of `evidence` when linking it last changes nothing here (no owner,
+        sighting or refusal), and it is linked; else None."""
+        if evidence_key(evidence) <= self.last_key:
+            return None  # late evidence: recomputed on the one-at-a-time path
+        if self.graph is None:
+            self.graph = Graph(rules, groups_of(self.owners), self.shared, self.first_seen)
+        anchor, refusals = self.graph.link(evidence)
+        if refusals or self.graph.first_seen != self.first_seen or self.graph.owners() != self.owners:
+            return None  # (the graph is spent: the caller leaves this component alone now)
+        self.last_key = evidence_key(evidence)
+        return self.graph.profile_of(anchor)
+
+
+@dataclass
+class Writes:
+    """Rows decided in memory, written in a few statements before anything reads them."""
+
+    components: list[dict] = field(default_factory=list)
+    links: list[dict] = field(default_factory=list)
+    profiles: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    last_keys: dict[str, str] = field(default_factory=dict)  # known components' greatest keys
+
+    def flush(self, session: Session) -> None:
+        self._insert_new(session, IdentityComponent, self.components, ["component"])
+        self._insert_new(session, IdentityLink, self.links, ["type", "value"])
+        # no id is named after an identifier without a component yet (components stay)
+        self._insert_new(session, IdentityProfile, self.profiles, ["profile_id"])
+        if self.events:
+            session.execute(insert(IdentityEvent), self.events)
+        if self.last_keys:
+            table = IdentityComponent.__table__
+            session.connection().execute(
+                update(table).where(table.c.component == bindparam("held")).values(last_key=bindparam("key")),
+                [{"held": c, "key": k} for c, k in self.last_keys.items()])
+        self.__init__()
+
+    @staticmethod
+    def _insert_new(session: Session, model, rows: list[dict], keys: list[str]) -> None:
+        if len(insert_new_rows(session, model, rows, keys)) < len(rows):
+            # a concurrent worker made one of these first: decide the batch again with it known
+            raise RetryBatch(f"{model.__tablename__}: a row this batch made was made concurrently")
+
+
+@dataclass
+class Batch:
+    """What resolving a batch knows as it goes."""
+
+    links: dict[Identifier, str]  # identifier -> component, as locked (and made in memory)
+    components: dict[str, Component]
+    unseen: set[Identifier]  # never linked, nor made by this batch yet
+    touched: set[str | None] = field(default_factory=set)  # changed one at a time: left to that path
+    writes: Writes = field(default_factory=Writes)
+
+
+class BatchResolver:
+    def __init__(self, store: GraphStore):
+        self.store, self.session, self.rules = store, store.session, store.rules
+
+    def resolve(self, items: list[Item]) -> list[Output]:
+        done = self._resolved_already([evidence.message_id for _, evidence, _ in items])
+        identifiers = {i for _, evidence, _ in items for i in evidence.identifiers}
+        links, components = self._lock(identifiers)
+        batch = Batch(links, components, self._without_history(identifiers - set(links)))
+        outputs: list[Output] = []
+        for event, evidence, position in items:
+            if evidence.message_id in done:
+                continue  # a duplicate delivery: resolved and published already
+            done.add(evidence.message_id)
+            settled = self.settled(evidence, batch)
+            batch.unseen -= set(evidence.identifiers)
+            if settled is None:
+                batch.writes.flush(self.session)  # what that path reads must be there
+                outputs += self.store.resolve(event, evidence, position)
+                batch.touched.update(batch.links.get(i) for i in evidence.identifiers)
+                continue
+            component, profile_id = settled
+            batch.writes.events.append(event_row(evidence, component, profile_id, position))
+            outputs.append(resolved_event(profile_id, evidence, event))
+        batch.writes.flush(self.session)
+        return outputs
+
+    def settled(self, evidence: Evidence, batch: Batch) -> tuple[str, str] | None:
+        """(component, profile) of an event decided in memory; None sends it the other way."""
+        if set(evidence.identifiers) <= batch.unseen:
+            return self._new_person(evidence, batch)
+        owner = {batch.links.get(i) for i in evidence.identifiers}
+        component = owner.pop() if len(owner) == 1 else None
+        if component is None or component in batch.touched:
+            return None
+        profile_id = batch.components[component].settles(evidence, self.rules)
+        if profile_id is None:
+            return None
+        batch.writes.last_keys[component] = batch.components[component].last_key
+        return component, profile_id
+
+    def _new_person(self, evidence: Evidence, batch: Batch) -> tuple[str, str] | None:
+        """The rows of a new person's first event, as GraphStore would make them: a component
+        per identifier, all joined into the first by name; links, and a profile named after
+        the strongest identifier of each group."""
+        graph = Graph(self.rules)
+        anchor, refusals = graph.link(evidence)
+        if refusals:
+            return None
+        owners, key, writes = graph.owners(), evidence_key(evidence), batch.writes
+        names = sorted(component_of(i) for i in owners)
+        target = names[0]
+        writes.components += [{"component": c, "last_key": key if c == target else "",
+                               "merged_into": None if c == target else target} for c in names]
+        writes.links += [{"type": i.type, "value": i.value, "profile_id": p, "component": target,
+                          "first_message_id": evidence.message_id, "shared": False, "first_at": evidence.at}
+                         for i, p in owners.items()]
+        for group in groups_of(owners):
+            named = min(group, key=self.rules.rank)
+            writes.profiles.append({"profile_id": owners[named], "named_type": named.type,
+                                    "named_value": named.value})
+        batch.links.update({i: target for i in owners})
+        batch.components[target] = Component(key, dict(owners), set(), dict(graph.first_seen), graph)
+        return target, graph.profile_of(anchor)
+
+    def _resolved_already(self, message_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for at in range(0, len(message_ids), CHUNK):
+            found.update(self.session.scalars(select(IdentityEvent.message_id).where(
+                IdentityEvent.message_id.in_(message_ids[at:at + CHUNK]))))
+        return found
+
+    def _without_history(self, identifiers: set[Identifier]) -> set[Identifier]:
+        """Those never linked: no component is left named after them (one that is, from an
+        identifier blocked or split off before, keeps its last key: GraphStore decides)."""
+        named = {component_of(i): i for i in identifiers}
+        wanted = sorted(named)
+        for at in range(0, len(wanted), CHUNK):
+            for component in self.session.scalars(select(IdentityComponent.component).where(
+                    IdentityComponent.component.in_(wanted[at:at + CHUNK]))):
+                identifiers = identifiers - {named[component]}
+        return identifiers
+
+    def _lock(self, identifiers: set[Identifier]) -> tuple[dict[Identifier, str], dict[str, Component]]:
+        """The known identifiers' components, locked (sorted, then again for any a concurrent
+        merge moved them to, as GraphStore does for one event) and read with all their links."""
+        keys = sorted((i.type, i.value) for i in identifiers)
+        locked: dict[str, Component] = {}
+        while True:
+            links = self._links(keys)
+            todo = sorted(set(links.values()) - set(locked))
+            if not todo:
+                break
+            for at in range(0, len(todo), CHUNK):
+                for component, last_key in self.session.execute(
+                        select(IdentityComponent.component, IdentityComponent.last_key)
+                        .where(IdentityComponent.component.in_(todo[at:at + CHUNK]))
+                        .order_by(IdentityComponent.component).with_for_update()):
+                    locked[component] = Component(last_key)
+        wanted = sorted(set(links.values()))
+        for at in range(0, len(wanted), CHUNK):
+            for t, v, profile_id, component, shared, first_at in self.session.execute(
+                    select(IdentityLink.type, IdentityLink.value, IdentityLink.profile_id,
+                           IdentityLink.component, IdentityLink.shared, IdentityLink.first_at)
+                    .where(IdentityLink.component.in_(wanted[at:at + CHUNK]))):
+                held, identifier = locked[component], Identifier(t, v)
+                held.owners[identifier] = profile_id
+                if shared:
+                    held.shared.add(identifier)
+                if first_at:
+                    held.first_seen[identifier] = first_at
+        return links, locked
+
+    def _links(self, keys: list[tuple[str, str]]) -> dict[Identifier, str]:
+        links: dict[Identifier, str] = {}
+        for at in range(0, len(keys), CHUNK):
+            rows = self.session.execute(select(IdentityLink.type, IdentityLink.value, IdentityLink.component)
+                                        .where(tuple_(IdentityLink.type, IdentityLink.value)
+                                               .in_(keys[at:at + CHUNK])))
+            links.update({Identifier(t, v): c for t, v, c in rows})
+        return links
+
+
+def event_row(evidence: Evidence, component: str, profile_id: str, position: Position) -> dict:
+    return {"message_id": evidence.message_id, "component": component, "profile_id": profile_id,
+            "at": evidence.at, "identifiers": [i.as_json() for i in evidence.identifiers],
+            "topic": position[0], "partition": position[1], "offset": position[2], "version": 0}
