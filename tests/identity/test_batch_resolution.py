@@ -11,11 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from services.identity.batch import BatchResolver
+from services.identity.batch import BatchResolver, Writes
 from services.identity.domain.rules import DEFAULT_RULES, build_rules
 from services.identity.tables import (IdentityComponent, IdentityEvent, IdentityLink, IdentityMerge,
                                       IdentityProfile, IdentityRefusal, IdentitySplit)
-from services.runtime.db import reading
+from services.runtime.db import reading, writing
+from services.runtime.projector import RetryBatch, is_transient
 from services.runtime.settings import Settings
 from tests.identity.support import IdentityWorld, raw
 from tests.identity.test_order_independence import TIGHT, browsers, population
@@ -144,3 +145,21 @@ def test_an_event_that_changes_something_or_follows_a_change_is_not_settled(even
     assert not {"c", "d"} & set(Counting.settled_ids)  # what a merge or refusal decides, and after
     assert (tables, records) == resolved_by(OneAtATime, events, rules, batch_size=2)
     assert tables["identity_refusals"] or tables["identity_merges"]
+
+
+def test_rows_a_concurrent_worker_made_first_replay_the_batch(tmp_path):
+    """A new identifier another worker linked after this batch read the graph: the bulk insert
+    finds its row and asks for the batch again (RetryBatch, which the projector replays
+    rather than parks), instead of deciding on a graph that has changed."""
+    world = IdentityWorld(Settings(data_dir=tmp_path), DEFAULT_RULES)
+    try:
+        row = {"component": "c-1", "last_key": "", "merged_into": None}
+        with writing(world.runtime.engine) as session:
+            Writes(components=[row]).flush(session)
+        with pytest.raises(RetryBatch), writing(world.runtime.engine) as session:
+            Writes(components=[row, {**row, "component": "c-2"}]).flush(session)
+        assert is_transient(RetryBatch("raced"))
+        with reading(world.runtime.engine) as session:  # the raced batch wrote nothing
+            assert session.scalars(select(IdentityComponent.component)).all() == ["c-1"]
+    finally:
+        world.close()
