@@ -79,7 +79,8 @@ def delivered(events: list[dict], seed: int) -> list[dict]:
     return shuffled
 
 
-FEW = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# each example runs two worlds; the scenarios below pin the cases hypothesis rarely draws
+FEW = settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FEW
