@@ -100,6 +100,40 @@ def caught_up(runtime: Runtime, consumer: str, records: int) -> bool:
     return applied >= records
 
 
+class KafkaPartitionsReader:
+    """Kafka records of `names` from offset 0, in no consumer group: assigned every partition."""
+
+    def __init__(self, log, settings: Settings, names):
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.prefix = log.prefix
+        self.kafka = KafkaConsumer(bootstrap_servers=log.servers, group_id=None, enable_auto_commit=False)
+        partitions = [TopicPartition(log.name(name), p) for name in names for p in range(settings.partitions_for(name))]
+        self.kafka.assign(partitions)
+        self.kafka.seek_to_beginning(*partitions)
+
+    def poll(self, max_records: int, timeout_s: float) -> list:
+        from services.runtime.log import Record
+
+        fetched = self.kafka.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        return [Record(tp.topic[len(self.prefix):], r.partition, r.offset,
+                       r.key.decode() if r.key is not None else None, r.value, r.timestamp)
+                for tp, records in fetched.items() for r in records]
+
+    def close(self) -> None:
+        self.kafka.close()
+
+
+def log_reader(log, settings: Settings, names, group: str):
+    """A consumer of the topics `names` from their start, for a test reading back what is on
+    the log. On Kafka it is in no group: Tansu answers a group's first join after a second or
+    more, and a reader needs no partitions shared out. On the embedded log, a consumer of the
+    new group `group` (no wait there)."""
+    if settings.log_backend == "kafka":
+        return KafkaPartitionsReader(getattr(log, "inner", log), settings, names)
+    return log.consumer(group, list(names), lambda _tps: {})
+
+
 class Clock:
     """A clock a test moves by hand (set `moment`)."""
 

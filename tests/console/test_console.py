@@ -97,7 +97,8 @@ def browser(rapport):
 
 def wait(driver, seconds: float = 20) -> WebDriverWait:
     """Waits on a condition; a page re-rendered meanwhile (its elements replaced) is looked at again."""
-    return WebDriverWait(driver, seconds, ignored_exceptions=[StaleElementReferenceException])
+    return WebDriverWait(driver, seconds, poll_frequency=0.05,  # selenium's default: every 0.5 s
+                         ignored_exceptions=[StaleElementReferenceException])
 
 
 def open_page(driver, base: str, hash_: str, ready: str):

@@ -12,7 +12,7 @@ from services import migrations
 from services.runtime.bootstrap import bootstrap_runtime
 from services.runtime.log import Message
 from tests.contract.counting import INPUT, KEYS, OUTPUT, CountingHandler, counts, prepare
-from tests.support import caught_up, settings_env, wait_until
+from tests.support import caught_up, log_reader, settings_env, wait_until
 
 TOTAL = 300
 
@@ -80,7 +80,7 @@ class ProjectorContract:
 
     @staticmethod
     def published_keys(runtime) -> Counter:
-        consumer = runtime.log.consumer("reader", [OUTPUT], lambda tps: {})
+        consumer = log_reader(runtime.log, runtime.settings, [OUTPUT], "reader")
         seen: Counter = Counter()
         try:
             def read_all():

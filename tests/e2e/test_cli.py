@@ -49,6 +49,7 @@ def test_rapport_up_prints_credentials_that_work_and_are_reused_on_restart(tmp_p
 
 
 @pytest.mark.real_backends
+@pytest.mark.unmigrated_database  # `rapport migrate` creates the schema
 def test_one_process_per_service_on_postgres_and_kafka(tmp_path, request):
     from tests.conftest import settings_for
 

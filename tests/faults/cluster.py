@@ -72,7 +72,7 @@ class Cluster:
         self.settings = Settings(data_dir=self.dir / "data", database_url=self.postgres.url,
                                  log_backend="kafka", kafka_bootstrap_servers=self.broker.bootstrap,
                                  topic_prefix=f"f{uuid.uuid4().hex[:6]}.", default_partitions=partitions,
-                                 poll_timeout_ms=100, kafka_session_timeout_ms=3000)
+                                 poll_timeout_ms=100, kafka_session_timeout_ms=2000)
         env = {**os.environ, **settings_env(self.settings), "RAPPORT_LOG_LEVEL": "WARNING",
                "RAPPORT_LOG_FORMAT": "text", "RAPPORT_FAULT_MARKS": str(self.marks),
                "RAPPORT_FAULT_KILL_AFTER_PUBLISH": str(kill_after_publish),

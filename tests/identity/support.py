@@ -19,7 +19,7 @@ from services.runtime.db import reading
 from services.runtime.log import Message, TopicPartition
 from services.runtime.sealing import read_json
 from services.runtime.settings import Settings
-from tests.support import caught_up, wait_until
+from tests.support import caught_up, log_reader, wait_until
 
 _ids = itertools.count()
 
@@ -66,7 +66,7 @@ class IdentityWorld:
         ends = log.end_offsets([TopicPartition(topics.EVENTS_RESOLVED, p)
                                 for p in range(self.runtime.settings.partitions_for(topics.EVENTS_RESOLVED))])
         found: list[dict] = []
-        consumer = log.consumer(f"reader-{uuid.uuid4().hex[:6]}", [topics.EVENTS_RESOLVED], lambda tps: {})
+        consumer = log_reader(log, self.runtime.settings, [topics.EVENTS_RESOLVED], f"reader-{uuid.uuid4().hex[:6]}")
         try:
             def more():
                 found.extend(read_json(log, consumer.poll(500, 0.2)))

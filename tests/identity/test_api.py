@@ -1,6 +1,8 @@
 """Identity over HTTP and the CLI: a profile's identities and history; unmerge."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -19,19 +21,21 @@ ALICE, BOB = new_profile_id(Identifier("user_id", "alice")), new_profile_id(Iden
 TABLET = new_profile_id(Identifier("anonymous_id", "tablet"))
 
 
-@pytest.fixture
-def world(settings):
+@contextmanager
+def tablet_world(settings):
     world = IdentityWorld(settings)
     world.send([raw("2026-01-01T10:00:00Z", "m1", anonymousId="tablet"),
                 raw("2026-01-01T11:00:00Z", "m2", anonymousId="tablet", userId="alice"),
                 raw("2026-01-01T12:00:00Z", "m3", anonymousId="tablet", userId="bob")])
     world.resolve()
-    yield world
-    world.close()
+    try:
+        yield world
+    finally:
+        world.close()
 
 
-@pytest.fixture
-def api(world, settings):
+@contextmanager
+def client_of(world, settings):
     admin = ensure_credentials(world.runtime.engine, settings.data_dir)["admin_token"]
     with writing(world.runtime.engine) as session:
         reader = create_token(session, "reader", ["profiles:read"])
@@ -40,8 +44,34 @@ def api(world, settings):
         yield client, {"Authorization": f"Bearer {admin}"}, {"Authorization": f"Bearer {reader}"}
 
 
-def test_an_absorbed_id_answers_with_its_survivor_its_identities_and_history(api):
-    client, _, reader = api
+@pytest.fixture
+def world(settings):
+    with tablet_world(settings) as world:
+        yield world
+
+
+@pytest.fixture
+def api(world, settings):
+    with client_of(world, settings) as api:
+        yield api
+
+
+# The tests that change nothing (reads, and requests that are refused) share one world per
+# backend; the others get their own.
+@pytest.fixture(scope="module")
+def read_world(shared_settings):
+    with tablet_world(shared_settings) as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def read_api(read_world, shared_settings):
+    with client_of(read_world, shared_settings) as api:
+        yield api
+
+
+def test_an_absorbed_id_answers_with_its_survivor_its_identities_and_history(read_api):
+    client, _, reader = read_api
     body = client.get(f"/v1/identity/profiles/{TABLET}", headers=reader).json()
     assert (body["profile_id"], body["requested_id"]) == (ALICE, TABLET)
     assert [(i["type"], i["value"]) for i in body["identities"]] == [("anonymous_id", "tablet"),
@@ -102,8 +132,8 @@ def test_the_cli_unmerges_too(world, settings, monkeypatch):
 
 # --- the issue's paths: /v1/profiles/{id}/identities, /merges, /unmerge ---------------------
 
-def test_profile_identities_and_merges_answer_for_the_survivor_with_evidence(api):
-    client, _, reader = api
+def test_profile_identities_and_merges_answer_for_the_survivor_with_evidence(read_api):
+    client, _, reader = read_api
     identities = client.get(f"/v1/profiles/{TABLET}/identities", headers=reader)
     assert identities.status_code == 200, identities.text
     assert (identities.json()["profile_id"], identities.json()["requested_id"]) == (ALICE, TABLET)
@@ -119,9 +149,9 @@ def test_profile_identities_and_merges_answer_for_the_survivor_with_evidence(api
 
 
 @pytest.mark.parametrize("path", ["identities", "merges"])
-def test_profile_reads_need_a_token_with_profiles_read(api, world, path):
-    client, _, _ = api
-    with writing(world.runtime.engine) as session:
+def test_profile_reads_need_a_token_with_profiles_read(read_api, read_world, path):
+    client, _, _ = read_api
+    with writing(read_world.runtime.engine) as session:
         segments_only = create_token(session, "segments", ["segments:read"])
     assert client.get(f"/v1/profiles/{ALICE}/{path}").status_code == 401
     answer = client.get(f"/v1/profiles/{ALICE}/{path}", headers={"Authorization": f"Bearer {segments_only}"})
@@ -140,7 +170,7 @@ def test_profile_unmerge_is_the_identity_unmerge_and_needs_admin(api, world):
     assert client.get(f"/v1/profiles/{TABLET}/identities", headers=reader).json()["profile_id"] == TABLET
 
 
-def test_the_profile_service_routes_do_not_clash_with_these(api):
+def test_the_profile_service_routes_do_not_clash_with_these(read_api):
     from services.profile.routes import router as profile_router
 
     paths = {(m, r.path) for r in profile_router.routes for m in r.methods}
@@ -182,8 +212,8 @@ def test_admins_replace_the_rules_for_every_worker_and_new_events_follow_them(ap
 
 @pytest.mark.parametrize("document", [{"types": {"email": {"limit": 0}}}, {"blocked_patterns": ["("]},
                                       {"types": []}, {"blocked_values": "guest"}, {"nonsense": 1}])
-def test_invalid_rules_are_refused_and_the_old_ones_stay(api, document):
-    client, admin, _ = api
+def test_invalid_rules_are_refused_and_the_old_ones_stay(read_api, document):
+    client, admin, _ = read_api
     answer = client.put("/v1/identity/rules", json=document, headers=admin)
     assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_rules"
     assert client.get("/v1/identity/rules", headers=admin).json() == DEFAULT_RULES.as_json()

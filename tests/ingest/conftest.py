@@ -7,7 +7,7 @@ import pytest
 
 from services.runtime.sealing import read_json
 from services.runtime.settings import Settings
-from tests.support import RunningPipeline, wait_until
+from tests.support import RunningPipeline, log_reader, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def pipeline(tmp_path_factory):
 
 def read_topic(runtime, topic: str, until, timeout_s: float = 30) -> list[dict]:
     """Every message on `topic` from the start, once `until(messages)` holds."""
-    consumer = runtime.log.consumer(f"test-{uuid.uuid4().hex[:8]}", [topic], lambda _parts: {})
+    consumer = log_reader(runtime.log, runtime.settings, [topic], f"test-{uuid.uuid4().hex[:8]}")
     messages: list[dict] = []
     try:
         def enough():

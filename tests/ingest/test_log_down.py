@@ -56,7 +56,8 @@ def test_the_broker_down_answers_503_and_nothing_acknowledged_is_lost(tmp_path, 
     broker.start()
     settings = Settings(data_dir=tmp_path / "data", log_backend="kafka", database_url=postgres_url,
                         kafka_bootstrap_servers=broker.bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
-                        default_partitions=1, kafka_request_timeout_ms=2_000, poll_timeout_ms=50)
+                        default_partitions=1, kafka_request_timeout_ms=2_000, poll_timeout_ms=50,
+                        kafka_session_timeout_ms=2_000)  # as tests/conftest.py's: groups join in ~1 s
     person = f"u-{uuid.uuid4().hex[:8]}"
     events = [{"userId": person, "event": "Step", "messageId": f"m-{i}"} for i in range(8)]
     try:

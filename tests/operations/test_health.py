@@ -21,6 +21,7 @@ def readyz(runtime):
     return response.status_code, response.json()["checks"]
 
 
+@pytest.mark.unmigrated_database
 def test_ready_once_migrated(settings):
     runtime = bootstrap_runtime(settings)
     try:

@@ -10,7 +10,7 @@ from services.runtime import topics
 from services.runtime.db import reading
 from services.runtime.sealing import open_records
 from services.runtime.tables import ConsumerOffset
-from tests.support import wait_until
+from tests.support import log_reader, wait_until
 
 
 def found_in_tables(engines: list[Engine], needles: list[str]) -> list[tuple[str, str]]:
@@ -39,11 +39,11 @@ def found_on_log(runtime, needles: list[str]) -> list[tuple[str, str]]:
 
 
 def _records_per_topic(runtime) -> dict:
-    """Every topic's records from the start, by one consumer (a group join costs seconds)."""
+    """Every topic's records from the start, by one reader (see `log_reader`)."""
     applied = _applied_per_topic(runtime.engine)
     names = (topics.EVENTS_RAW, topics.EVENTS_RESOLVED, topics.PROFILES_CHANGED, topics.SEGMENTS_MEMBERSHIP)
     found: dict[str, list] = {name: [] for name in names}
-    consumer = runtime.log.inner.consumer(f"search-{uuid.uuid4().hex[:8]}", list(names), lambda _tps: {})
+    consumer = log_reader(runtime.log.inner, runtime.settings, names, f"search-{uuid.uuid4().hex[:8]}")
 
     def read_enough() -> bool:
         for record in consumer.poll(1000, 0.2):

@@ -1,5 +1,6 @@
 """The 360 view, lookups, the timeline and the Segment-compatible Profile API, over HTTP."""
 import base64
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -24,8 +25,8 @@ EVENTS = [
 ]
 
 
-@pytest.fixture
-def pipeline(settings):
+@contextmanager
+def ada_pipeline(settings):
     with RunningPipeline(settings) as running:
         assert running.api.post("/v1/segments", json={
             "key": "pro", "name": "Pro", "condition": {"trait": "plan", "equals": "pro"}}).status_code == 201
@@ -36,8 +37,21 @@ def pipeline(settings):
         yield running
 
 
-def test_the_360_view_holds_identities_traits_metrics_and_segments(pipeline):
-    view = pipeline.api.get(f"/v1/profiles/{ADA}", params={"provenance": "true"}).json()
+@pytest.fixture
+def pipeline(settings):
+    with ada_pipeline(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def read_pipeline(shared_settings):
+    """One pipeline per backend for the tests that only read (the others get their own)."""
+    with ada_pipeline(shared_settings) as running:
+        yield running
+
+
+def test_the_360_view_holds_identities_traits_metrics_and_segments(read_pipeline):
+    view = read_pipeline.api.get(f"/v1/profiles/{ADA}", params={"provenance": "true"}).json()
     assert {"type": "email", "value": "ada@example.com"} in view["identities"]
     assert view["traits"]["plan"]["value"] == "pro" and view["traits"]["plan"]["message_id"] == "id-1"
     assert view["traits"]["plan"]["updated_at"] == "2026-03-01T09:00:00.000000Z"
@@ -48,24 +62,24 @@ def test_the_360_view_holds_identities_traits_metrics_and_segments(pipeline):
     assert view["first_seen"] == "2026-03-01T09:00:00.000000Z"
 
 
-def test_lookup_finds_a_profile_by_any_identifier(pipeline):
+def test_lookup_finds_a_profile_by_any_identifier(read_pipeline):
     for kind, value in [("email", "ADA@example.com "), ("user_id", "ada")]:
-        found = pipeline.api.get("/v1/profiles/lookup", params={"type": kind, "value": value})
+        found = read_pipeline.api.get("/v1/profiles/lookup", params={"type": kind, "value": value})
         assert found.status_code == 200 and found.json()["profile_id"] == ADA
-    missing = pipeline.api.get("/v1/profiles/lookup", params={"type": "email", "value": "nobody@x.io"})
+    missing = read_pipeline.api.get("/v1/profiles/lookup", params={"type": "email", "value": "nobody@x.io"})
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "value"
 
 
-def test_the_timeline_is_filtered_and_paged_with_a_stable_cursor(pipeline):
-    first = pipeline.api.get(f"/v1/profiles/{ADA}/events", params={"limit": 2}).json()
+def test_the_timeline_is_filtered_and_paged_with_a_stable_cursor(read_pipeline):
+    first = read_pipeline.api.get(f"/v1/profiles/{ADA}/events", params={"limit": 2}).json()
     assert [e["message_id"] for e in first["events"]] == ["s-1", "o-2"]
-    second = pipeline.api.get(f"/v1/profiles/{ADA}/events", params={"limit": 2, "next": first["next"]}).json()
+    second = read_pipeline.api.get(f"/v1/profiles/{ADA}/events", params={"limit": 2, "next": first["next"]}).json()
     assert [e["message_id"] for e in second["events"]] == ["o-1", "id-1"] and second["next"] is None
-    orders = pipeline.api.get(f"/v1/profiles/{ADA}/events", params={"event": "Order Completed"}).json()
+    orders = read_pipeline.api.get(f"/v1/profiles/{ADA}/events", params={"event": "Order Completed"}).json()
     assert [e["message_id"] for e in orders["events"]] == ["o-2", "o-1"]
-    support = pipeline.api.get(f"/v1/profiles/{ADA}/events", params={"channel": "helpdesk"}).json()
+    support = read_pipeline.api.get(f"/v1/profiles/{ADA}/events", params={"channel": "helpdesk"}).json()
     assert [e["message_id"] for e in support["events"]] == ["s-1"]
-    bad = pipeline.api.get(f"/v1/profiles/{ADA}/events", params={"next": "garbage"})
+    bad = read_pipeline.api.get(f"/v1/profiles/{ADA}/events", params={"next": "garbage"})
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "next"
 
 
@@ -76,8 +90,8 @@ def segment_client(pipeline) -> httpx.Client:
                         "profiles", headers={"Authorization": f"Basic {basic}"})
 
 
-def test_segment_profile_api_traits_with_include_class_verbose_and_paging(pipeline):
-    with segment_client(pipeline) as client:
+def test_segment_profile_api_traits_with_include_class_verbose_and_paging(read_pipeline):
+    with segment_client(read_pipeline) as client:
         body = client.get("/user_id:ada/traits", params={"limit": 2}).json()
         assert set(body) == {"traits", "cursor"} and len(body["traits"]) == 2
         assert set(body["cursor"]) == {"url", "has_more", "next", "limit"} and body["cursor"]["has_more"]
@@ -91,8 +105,8 @@ def test_segment_profile_api_traits_with_include_class_verbose_and_paging(pipeli
         assert verbose["traits"]["plan"]["value"] == "pro"
 
 
-def test_segment_profile_api_events_external_ids_metadata_links(pipeline):
-    with segment_client(pipeline) as client:
+def test_segment_profile_api_events_external_ids_metadata_links(read_pipeline):
+    with segment_client(read_pipeline) as client:
         events = client.get("/user_id:ada/events", params={"limit": 3}).json()
         assert [e["message_id"] for e in events["data"]] == ["s-1", "o-2", "o-1"]
         assert events["cursor"]["has_more"] and events["data"][0]["type"] == "track"

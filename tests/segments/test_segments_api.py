@@ -1,5 +1,6 @@
 """Segments over HTTP: text definitions, validation, preview, consent, the changes feed, exports."""
 import json
+from contextlib import contextmanager
 
 import pytest
 
@@ -15,13 +16,26 @@ def pid(user: str) -> str:
     return new_profile_id(Identifier("user_id", user))
 
 
-@pytest.fixture
-def pipeline(settings):
+@contextmanager
+def people_pipeline(settings):
     with RunningPipeline(settings) as running:
         for user, traits in PEOPLE.items():
             assert running.ingest.post("/v1/identify", json={"userId": user, "traits": traits}).status_code == 200
         wait_until(lambda: running.api.post("/v1/segments/preview", json={"text": "traits.plan exists"})
                    .json()["count"] == 3, what="three profiles seen by segments")
+        yield running
+
+
+@pytest.fixture
+def pipeline(settings):
+    with people_pipeline(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def unsaved_pipeline(shared_settings):
+    """One pipeline per backend for the tests that save nothing (refused definitions, previews)."""
+    with people_pipeline(shared_settings) as running:
         yield running
 
 
@@ -54,8 +68,8 @@ def test_a_segment_defined_in_text_is_stored_as_json_and_filled(pipeline):
      "condition.and[1].op"),
     ({"text": 'in_segment("nope")'}, "condition"),
     ({"text": "x exists", "condition": {"stage": "lead"}}, "body")])
-def test_an_invalid_definition_gets_a_422_pointing_at_the_part(pipeline, body, field):
-    response = pipeline.api.post("/v1/segments", json={"key": "bad", "name": "Bad", **body})
+def test_an_invalid_definition_gets_a_422_pointing_at_the_part(unsaved_pipeline, body, field):
+    response = unsaved_pipeline.api.post("/v1/segments", json={"key": "bad", "name": "Bad", **body})
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"].startswith(field.split(":")[0])
 
@@ -68,10 +82,11 @@ def test_a_cycle_between_segments_is_refused(pipeline):
     assert pipeline.api.delete("/v1/segments/a").status_code == 409  # b reads it
 
 
-def test_preview_counts_and_samples_without_saving(pipeline):
-    shown = pipeline.api.post("/v1/segments/preview", json={"text": 'traits.country = "DE"'}, params={"sample": 1}).json()
+def test_preview_counts_and_samples_without_saving(unsaved_pipeline):
+    shown = unsaved_pipeline.api.post("/v1/segments/preview", json={"text": 'traits.country = "DE"'},
+                                      params={"sample": 1}).json()
     assert shown["count"] == 2 and len(shown["sample"]) == 1 and shown["text"] == 'traits.country = "DE"'
-    assert pipeline.api.get("/v1/segments").json() == []
+    assert unsaved_pipeline.api.get("/v1/segments").json() == []
 
 
 def test_replaying_the_changes_feed_from_zero_rebuilds_membership(pipeline):
