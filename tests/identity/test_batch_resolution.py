@@ -83,20 +83,13 @@ def delivered(events: list[dict], seed: int) -> list[dict]:
 FEW = settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.parametrize("people, rules", [(population, DEFAULT_RULES), (browsers, TIGHT)],
+                         ids=["default rules", "window limits and shared identifiers"])
 @FEW
-@given(events=population(), seed=st.integers(0, 2**32), batch_size=st.sampled_from([3, 500]))
-def test_settling_in_bulk_writes_and_publishes_what_one_at_a_time_does(events, seed, batch_size):
-    sent = delivered(events, seed)
-    assert resolved_by(BatchResolver, sent, DEFAULT_RULES, batch_size) == \
-        resolved_by(OneAtATime, sent, DEFAULT_RULES, batch_size)
-
-
-@FEW
-@given(events=browsers(), seed=st.integers(0, 2**32), batch_size=st.sampled_from([3, 500]))
-def test_the_same_under_window_limits_and_shared_identifiers(events, seed, batch_size):
-    sent = delivered(events, seed)
-    assert resolved_by(BatchResolver, sent, TIGHT, batch_size) == \
-        resolved_by(OneAtATime, sent, TIGHT, batch_size)
+@given(data=st.data(), seed=st.integers(0, 2**32), batch_size=st.sampled_from([3, 500]))
+def test_deciding_in_memory_writes_and_publishes_what_one_at_a_time_does(people, rules, data, seed, batch_size):
+    sent = delivered(data.draw(people()), seed)
+    assert resolved_by(BatchResolver, sent, rules, batch_size) == resolved_by(OneAtATime, sent, rules, batch_size)
 
 
 def test_new_people_and_known_peoples_later_events_are_decided_in_memory_and_merges_are_not():
