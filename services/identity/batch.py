@@ -16,27 +16,20 @@ ends changes nothing (tests/identity/test_batch_resolution.py).
 """
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from services.identity.domain.identifiers import Identifier
 from services.identity.domain.resolution import Evidence, Graph, groups_of
-from services.identity.store import COMPONENT_NAMESPACE, GraphStore, evidence_key, resolved_event
+from services.identity.store import (GraphStore, component_of, event_row, evidence_key, links_of,
+                                     resolved_event)
 from services.identity.tables import IdentityComponent, IdentityEvent, IdentityLink, IdentityProfile
-from services.runtime.db import insert_new_rows
+from services.runtime.db import in_chunks, insert_new_rows
 from services.runtime.projector import Output, RetryBatch
 
-Position = tuple[str, int, int]
-Item = tuple[dict, Evidence, Position]
-CHUNK = 500  # keys an IN list: well under SQLite's and PostgreSQL's parameter limits
-
-
-def component_of(identifier: Identifier) -> str:
-    """The component an identifier starts in (GraphStore names it the same way)."""
-    return str(uuid.uuid5(COMPONENT_NAMESPACE, f"{identifier.type}:{identifier.value}"))
+Item = tuple[dict, Evidence, tuple[str, int, int]]  # (event, its evidence, its position in the log)
 
 
 @dataclass
@@ -172,44 +165,41 @@ class BatchResolver:
 
     def _resolved_already(self, message_ids: list[str]) -> set[str]:
         found: set[str] = set()
-        for at in range(0, len(message_ids), CHUNK):
+        for chunk in in_chunks(message_ids):
             found.update(self.session.scalars(select(IdentityEvent.message_id).where(
-                IdentityEvent.message_id.in_(message_ids[at:at + CHUNK]))))
+                IdentityEvent.message_id.in_(chunk))))
         return found
 
     def _without_history(self, identifiers: set[Identifier]) -> set[Identifier]:
         """Those never linked: no component is left named after them (one that is, from an
         identifier blocked or split off before, keeps its last key: GraphStore decides)."""
         named = {component_of(i): i for i in identifiers}
-        wanted = sorted(named)
-        for at in range(0, len(wanted), CHUNK):
+        for chunk in in_chunks(named):
             for component in self.session.scalars(select(IdentityComponent.component).where(
-                    IdentityComponent.component.in_(wanted[at:at + CHUNK]))):
+                    IdentityComponent.component.in_(chunk))):
                 identifiers = identifiers - {named[component]}
         return identifiers
 
     def _lock(self, identifiers: set[Identifier]) -> tuple[dict[Identifier, str], dict[str, Component]]:
         """The known identifiers' components, locked (sorted, then again for any a concurrent
         merge moved them to, as GraphStore does for one event) and read with all their links."""
-        keys = sorted((i.type, i.value) for i in identifiers)
         locked: dict[str, Component] = {}
         while True:
-            links = self._links(keys)
-            todo = sorted(set(links.values()) - set(locked))
+            links = links_of(self.session, identifiers)
+            todo = set(links.values()) - set(locked)
             if not todo:
                 break
-            for at in range(0, len(todo), CHUNK):
+            for chunk in in_chunks(todo):  # sorted
                 for component, last_key in self.session.execute(
                         select(IdentityComponent.component, IdentityComponent.last_key)
-                        .where(IdentityComponent.component.in_(todo[at:at + CHUNK]))
+                        .where(IdentityComponent.component.in_(chunk))
                         .order_by(IdentityComponent.component).with_for_update()):
                     locked[component] = Component(last_key)
-        wanted = sorted(set(links.values()))
-        for at in range(0, len(wanted), CHUNK):
+        for chunk in in_chunks(set(links.values())):
             for t, v, profile_id, component, shared, first_at in self.session.execute(
                     select(IdentityLink.type, IdentityLink.value, IdentityLink.profile_id,
                            IdentityLink.component, IdentityLink.shared, IdentityLink.first_at)
-                    .where(IdentityLink.component.in_(wanted[at:at + CHUNK]))):
+                    .where(IdentityLink.component.in_(chunk))):
                 held, identifier = locked[component], Identifier(t, v)
                 held.owners[identifier] = profile_id
                 if shared:
@@ -217,18 +207,3 @@ class BatchResolver:
                 if first_at:
                     held.first_seen[identifier] = first_at
         return links, locked
-
-    def _links(self, keys: list[tuple[str, str]]) -> dict[Identifier, str]:
-        links: dict[Identifier, str] = {}
-        for at in range(0, len(keys), CHUNK):
-            rows = self.session.execute(select(IdentityLink.type, IdentityLink.value, IdentityLink.component)
-                                        .where(tuple_(IdentityLink.type, IdentityLink.value)
-                                               .in_(keys[at:at + CHUNK])))
-            links.update({Identifier(t, v): c for t, v, c in rows})
-        return links
-
-
-def event_row(evidence: Evidence, component: str, profile_id: str, position: Position) -> dict:
-    return {"message_id": evidence.message_id, "component": component, "profile_id": profile_id,
-            "at": evidence.at, "identifiers": [i.as_json() for i in evidence.identifiers],
-            "topic": position[0], "partition": position[1], "offset": position[2], "version": 0}

@@ -21,7 +21,7 @@ from services.identity.tables import (IdentityComponent, IdentityEvent, Identity
                                       IdentitySplit)
 from services.runtime import topics
 from services.runtime.clock import now
-from services.runtime.db import insert_new, upsert
+from services.runtime.db import in_chunks, insert_new, upsert
 from services.runtime.log import Log, Message
 from services.runtime.projector import Output
 
@@ -97,6 +97,27 @@ class EventRow:
     offset: int
 
 
+def component_of(identifier: Identifier) -> str:
+    """The component an identifier starts in: its own, until evidence joins it to others."""
+    return str(uuid.uuid5(COMPONENT_NAMESPACE, f"{identifier.type}:{identifier.value}"))
+
+
+def links_of(session: Session, identifiers) -> dict[Identifier, str]:
+    """The component of each identifier that is linked."""
+    links: dict[Identifier, str] = {}
+    for keys in in_chunks({(i.type, i.value) for i in identifiers}):
+        rows = session.execute(select(IdentityLink.type, IdentityLink.value, IdentityLink.component)
+                               .where(tuple_(IdentityLink.type, IdentityLink.value).in_(keys)))
+        links.update({Identifier(t, v): c for t, v, c in rows})
+    return links
+
+
+def event_row(evidence: Evidence, component: str, profile_id: str, position: tuple[str, int, int]) -> dict:
+    return {"message_id": evidence.message_id, "component": component, "profile_id": profile_id,
+            "at": evidence.at, "identifiers": [i.as_json() for i in evidence.identifiers],
+            "topic": position[0], "partition": position[1], "offset": position[2], "version": 0}
+
+
 def evidence_key(evidence: Evidence) -> str:
     """The order evidence is linked in, as a component's last_key stores it."""
     return f"{evidence.at} {evidence.message_id}"
@@ -121,9 +142,7 @@ class GraphStore:
         component, last_key = self._lock_and_join(evidence.identifiers)
         stored = self._stored(component)
         old = {i: p for i, p in stored.owners.items() if i not in fresh}
-        self.session.add(IdentityEvent(message_id=evidence.message_id, component=component, profile_id="",
-                                       at=evidence.at, identifiers=[i.as_json() for i in evidence.identifiers],
-                                       topic=position[0], partition=position[1], offset=position[2], version=0))
+        self.session.add(IdentityEvent(**event_row(evidence, component, "", position)))
         key = evidence_key(evidence)
         cause = [i.as_json() for i in evidence.identifiers]
         # in order, linking it last is what a recomputation would do, unless it shows an
@@ -175,10 +194,10 @@ class GraphStore:
 
     def _ensure_links(self, evidence: Evidence) -> set[Identifier]:
         """Rows for identifiers never seen, each its own component; answers those that are new."""
-        known = set(self._links(evidence.identifiers))
+        known = set(links_of(self.session, evidence.identifiers))
         fresh = set()
         for i in sorted(set(evidence.identifiers) - known):  # a fixed order: no deadlock on inserts
-            component = str(uuid.uuid5(COMPONENT_NAMESPACE, f"{i.type}:{i.value}"))
+            component = component_of(i)
             insert_new(self.session, IdentityComponent, {"component": component, "last_key": ""},
                        ["component"])
             if insert_new(self.session, IdentityLink, {
@@ -188,19 +207,13 @@ class GraphStore:
                 fresh.add(i)
         return fresh
 
-    def _links(self, identifiers) -> dict[Identifier, str]:
-        keys = [(i.type, i.value) for i in identifiers]
-        rows = self.session.execute(select(IdentityLink.type, IdentityLink.value, IdentityLink.component)
-                                    .where(tuple_(IdentityLink.type, IdentityLink.value).in_(keys)))
-        return {Identifier(t, v): c for t, v, c in rows}
-
     def _lock_and_join(self, identifiers) -> tuple[str, str]:
         """Lock the components of `identifiers` (sorted, so workers queue instead of deadlocking;
         re-read after locking, since a merge may have committed meanwhile) and join them into one.
         Answers the component and the greatest evidence key it had."""
         locked: dict[str, IdentityComponent] = {}
         while True:
-            current = set(self._links(identifiers).values())
+            current = set(links_of(self.session, identifiers).values())
             todo = sorted(current - set(locked))
             if not todo:
                 break

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from services.identity.domain.identifiers import Identifier
 from services.privacy.tables import SuppressedIdentifier
 from services.runtime import metrics
+from services.runtime.db import in_chunks
 from services.runtime.sealing import KeyStore, identifier_subject
 
 
@@ -19,11 +20,9 @@ def suppressed(session: Session, keys: KeyStore | None,
     if keys is None or not events:
         return [False] * len(events)
     kids = [[keys.kid(identifier_subject(i.type, i.value)) for i in ids] for ids in events]
-    wanted = sorted({k for ks in kids for k in ks})
     found: set[str] = set()
-    for at in range(0, len(wanted), 1_000):
-        found.update(session.scalars(select(SuppressedIdentifier.kid)
-                                     .where(SuppressedIdentifier.kid.in_(wanted[at:at + 1_000]))))
+    for chunk in in_chunks({k for ks in kids for k in ks}, 1_000):
+        found.update(session.scalars(select(SuppressedIdentifier.kid).where(SuppressedIdentifier.kid.in_(chunk))))
     dropped = [bool(found.intersection(ks)) for ks in kids]
     if any(dropped):
         metrics.EVENTS_SUPPRESSED.inc(sum(dropped))

@@ -25,13 +25,12 @@ from services.privacy.tables import DeletionRequest, SuppressedIdentifier
 from services.profile.tables import ProfileAlias, ProfileEvent, ProfileIdentity
 from services.runtime import topics
 from services.runtime.clock import format_time, now
-from services.runtime.db import Base, insert_new
+from services.runtime.db import Base, in_chunks, insert_new
 from services.runtime.log import Message
 from services.runtime.sealing import KeyStore, identifier_subject, kids_of, profile_subject
 from services.runtime.tables import ConsumerOffset, ParkedEvent
 from services.segments.tables import SegmentMember
 
-CHUNK = 500
 # the request stays, as the record that erasure happened; components are shared (below)
 KEPT = {"deletion_requests", "identity_components"}
 MERGE_COLUMNS = ("survivor", "absorbed")
@@ -130,7 +129,7 @@ def _delete_rows(session: Session, table: Table, person: Person) -> int:
     if table.name in IDENTIFIER_COLUMNS:
         type_, value = IDENTIFIER_COLUMNS[table.name]
         conditions += [tuple_(columns[type_], columns[value]).in_(chunk)
-                       for chunk in _chunks(person.identifiers)]
+                       for chunk in in_chunks(person.identifiers)]
     if not conditions:
         return 0
     return session.execute(delete(table).where(or_(*conditions))).rowcount or 0
@@ -141,14 +140,14 @@ def _delete_components(session: Session, components: set[str]) -> int:
     still_used = set(session.scalars(select(IdentityLink.component).where(
         IdentityLink.component.in_(components)))) if components else set()
     return sum(session.execute(delete(IdentityComponent).where(IdentityComponent.component.in_(chunk))).rowcount
-               or 0 for chunk in _chunks(components - still_used))
+               or 0 for chunk in in_chunks(components - still_used))
 
 
 def _delete_parked(session: Session, kids: set[str]) -> int:
     """Parked records sealed under a destroyed key: nobody can read or retry them now."""
     rows = session.execute(select(ParkedEvent.id, ParkedEvent.value)).all()
     doomed = [id_ for id_, value in rows if kids.intersection(kids_of(value))]
-    for chunk in _chunks(doomed):
+    for chunk in in_chunks(doomed):
         session.execute(delete(ParkedEvent).where(ParkedEvent.id.in_(chunk)))
     return len(doomed)
 
@@ -165,9 +164,4 @@ def _exits(session: Session, profiles: set[str]) -> list[tuple[str, Message]]:
 
 
 def _in(column, values: Iterable) -> list:
-    return [column.in_(chunk) for chunk in _chunks(values)]
-
-
-def _chunks(values: Iterable) -> list[list]:
-    values = sorted(values)
-    return [values[at:at + CHUNK] for at in range(0, len(values), CHUNK)]
+    return [column.in_(chunk) for chunk in in_chunks(values)]

@@ -157,6 +157,15 @@ def reading(engine: Engine) -> Iterator[Session]:
             yield session
 
 
+IN_LIST = 500  # values in one IN (...): well under SQLite's and PostgreSQL's parameter limits
+
+
+def in_chunks(values: Iterable, size: int = IN_LIST) -> list[list]:
+    """`values`, sorted, in lists short enough for one IN (...) each."""
+    ordered = sorted(values)
+    return [ordered[at:at + size] for at in range(0, len(ordered), size)]
+
+
 def upsert(session: Session, model: Any, rows: Sequence[dict], keys: Iterable[str],
            update: Iterable[str] | None = None, where: Any = None) -> None:
     """INSERT ... ON CONFLICT (keys) DO UPDATE/NOTHING on SQLite and PostgreSQL alike."""

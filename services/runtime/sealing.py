@@ -44,7 +44,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.runtime import topics
 from services.runtime.clock import now
-from services.runtime.db import Base, UtcDateTime, insert_new, make_engine, reading, writing
+from services.runtime.db import Base, UtcDateTime, in_chunks, insert_new, make_engine, reading, writing
 from services.runtime.log import Consumer, Log, Message, OnAssign, Record, TopicPartition
 
 SEALED = b'{"sealed":'  # how a sealed value starts; anything else is clear JSON
@@ -156,11 +156,9 @@ class KeyStore:
 
     def _stored(self, kids: set[str]) -> dict[str, bytes | None]:
         found: dict[str, bytes | None] = {}
-        ordered = sorted(kids)
         with reading(self.engine) as session:
-            for at in range(0, len(ordered), 1_000):
-                rows = session.execute(select(SubjectKey.kid, SubjectKey.key)
-                                       .where(SubjectKey.kid.in_(ordered[at:at + 1_000])))
+            for chunk in in_chunks(kids, 1_000):
+                rows = session.execute(select(SubjectKey.kid, SubjectKey.key).where(SubjectKey.kid.in_(chunk)))
                 found.update({kid: key for kid, key in rows})
         return found
 
