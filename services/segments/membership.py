@@ -2,6 +2,8 @@
 and the routes."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -9,8 +11,8 @@ from services.runtime import metrics, topics
 from services.runtime.clock import format_time, now
 from services.runtime.log import Message
 from services.runtime.projector import Output
-from services.segments.domain.conditions import ProfileFacts, evaluate
-from services.segments.domain.index import SegmentIndex, effective_condition
+from services.segments.domain.conditions import ProfileFacts
+from services.segments.domain.index import SegmentIndex, effective_condition, membership_changes
 from services.segments.tables import (MembershipChange, Segment, SegmentCatalog, SegmentMember,
                                       SegmentProfile, SegmentSequence)
 
@@ -37,38 +39,41 @@ def load_index(session: Session) -> tuple[SegmentIndex, dict[str, Segment]]:
                          for k, s in segments.items()}), segments
 
 
-def facts_of(profile: SegmentProfile | None, memberships: set[str]) -> ProfileFacts | None:
+def facts_of(profile: SegmentProfile | None) -> ProfileFacts | None:
     if profile is None:
         return None
-    return ProfileFacts(profile.traits or {}, profile.computed or {}, profile.stage, profile.consent or {},
-                        frozenset(memberships))
+    return ProfileFacts(profile.traits or {}, profile.computed or {}, profile.stage, profile.consent or {})
 
 
 def reevaluate(session: Session, profile_id: str, profile: SegmentProfile | None, index: SegmentIndex,
                keys: list[str]) -> list[Output]:
     """Enter or exit `profile_id` in the segments `keys` (in dependency order); a profile
     that is gone (None) exits everything."""
-    current = set(session.scalars(select(SegmentMember.segment_key)
-                                  .where(SegmentMember.profile_id == profile_id)))
-    outputs = []
-    for key in keys:
-        facts = facts_of(profile, current)
-        member = facts is not None and evaluate(index.conditions[key], facts)
-        if member != (key in current):
-            outputs.append(_change(session, key, profile_id, member))
-            current ^= {key}
-    return outputs
+    current = session.scalars(select(SegmentMember.segment_key).where(SegmentMember.profile_id == profile_id))
+    return [_change(session, key, profile_id, entered)
+            for key, entered in membership_changes(index, keys, facts_of(profile), current)]
+
+
+def reserve(session: Session, count: int, sequence: int = SEQUENCE_ROW) -> int:
+    """The first of `count` consecutive numbers of a sequence; its row stays locked until
+    this transaction commits, so numbers become visible in the order they were given."""
+    row = session.execute(update(SegmentSequence).where(SegmentSequence.id == sequence)
+                          .values(last=SegmentSequence.last + count).returning(SegmentSequence.last)).first()
+    if row is None:
+        session.add(SegmentSequence(id=sequence, last=count))
+        session.flush()
+        return 1
+    return row[0] - count + 1
 
 
 def next_seq(session: Session, sequence: int = SEQUENCE_ROW) -> int:
-    """The next number of a sequence; its row stays locked until this transaction commits."""
-    row = session.execute(update(SegmentSequence).where(SegmentSequence.id == sequence)
-                          .values(last=SegmentSequence.last + 1).returning(SegmentSequence.last)).first()
-    if row is None:
-        session.add(SegmentSequence(id=sequence, last=1))
-        session.flush()
-        return 1
-    return row[0]
+    return reserve(session, 1, sequence)
+
+
+def membership_message(profile_id: str, segment_key: str, entered: bool, seq: int, at: datetime) -> Output:
+    return (topics.SEGMENTS_MEMBERSHIP, Message.of(profile_id, {
+        "type": "track", "event": "Audience Entered" if entered else "Audience Exited",
+        "profile_id": profile_id, "segment": segment_key, "seq": seq, "timestamp": format_time(at)}))
 
 
 def _change(session: Session, segment_key: str, profile_id: str, entered: bool) -> Output:
@@ -82,7 +87,4 @@ def _change(session: Session, segment_key: str, profile_id: str, entered: bool) 
     session.add(change)
     session.flush()
     metrics.segment_changed(segment_key, entered)
-    return (topics.SEGMENTS_MEMBERSHIP, Message.of(profile_id, {
-        "type": "track", "event": "Audience Entered" if entered else "Audience Exited",
-        "profile_id": profile_id, "segment": segment_key, "seq": change.seq,
-        "timestamp": format_time(at)}))
+    return membership_message(profile_id, segment_key, entered, change.seq, at)

@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.segments.domain.conditions import ProfileFacts, evaluate
-from services.segments.domain.index import SegmentIndex, changed_facts, effective_condition
+from services.segments.domain.index import SegmentIndex, changed_facts, effective_condition, membership_changes
 from services.segments.domain.text import parse
 
 SEGMENTS = {
@@ -49,9 +49,9 @@ def test_incremental_membership_equals_a_full_recomputation(stream):
             consent[name] = value
         facts = changed_facts([name] if kind in ("trait", "computed") else [], kind == "stage",
                               {name} if kind == "consent" else set())
-        for key in INDEX.affected(facts):
-            now = ProfileFacts(traits, computed, stage, consent, frozenset(members))
-            members = members | {key} if evaluate(SEGMENTS[key], now) else members - {key}
+        for key, _entered in membership_changes(INDEX, INDEX.affected(facts),
+                                                ProfileFacts(traits, computed, stage, consent), members):
+            members ^= {key}
         assert members == full(ProfileFacts(traits, computed, stage, consent))
 
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
-from services.segments.domain.conditions import reads, referenced_segments
+from services.segments.domain.conditions import ProfileFacts, evaluate, reads, referenced_segments
 
 
 def effective_condition(condition: dict, requires_consent: str | None) -> dict:
@@ -61,3 +62,17 @@ def changed_facts(names: Iterable[str] | None, stage_changed: bool, consent_chan
     facts = {f"{kind}.{n}" for n in names for kind in ("traits", "computed")}
     facts |= {f"consent.{p}" for p in consent_changed}
     return facts | ({"stage"} if stage_changed else set())
+
+
+def membership_changes(index: SegmentIndex, keys: Iterable[str], facts: ProfileFacts | None,
+                       current: Iterable[str]) -> list[tuple[str, bool]]:
+    """(segment, entered) for each of `keys` whose membership flips, evaluated in the order
+    given (dependency order), each seeing the flips before it; no facts (a profile that is
+    gone) exits everything."""
+    members, changes = set(current), []
+    for key in keys:
+        member = facts is not None and evaluate(index.conditions[key], replace(facts, segments=frozenset(members)))
+        if member != (key in members):
+            changes.append((key, member))
+            members ^= {key}
+    return changes
