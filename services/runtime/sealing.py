@@ -44,7 +44,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.runtime import topics
 from services.runtime.clock import now
-from services.runtime.db import Base, UtcDateTime, in_chunks, insert_new, make_engine, reading, writing
+from services.runtime.db import (Base, UtcDateTime, in_chunks, insert_new, insert_new_rows, make_engine, reading,
+                                 writing)
 from services.runtime.log import Consumer, Log, Message, OnAssign, Record, TopicPartition
 
 SEALED = b'{"sealed":'  # how a sealed value starts; anything else is clear JSON
@@ -127,10 +128,11 @@ class KeyStore:
                     found[kid] = cached[0]
         missing = wanted - found.keys()
         if missing:
+            at = now()
             with writing(self.engine) as session:
-                for kid in sorted(missing):
-                    insert_new(session, SubjectKey, {"kid": kid, "key": AESGCM.generate_key(256),
-                                                     "created_at": now()}, ["kid"])
+                for kids in in_chunks(missing, 1_000):  # one statement per thousand new keys
+                    insert_new_rows(session, SubjectKey, [{"kid": kid, "key": AESGCM.generate_key(256),
+                                                           "created_at": at} for kid in kids], ["kid"])
             stored = self._stored(missing)
             found |= stored
             self._remember({k: v for k, v in stored.items() if v is not None})
