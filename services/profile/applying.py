@@ -16,7 +16,7 @@ from services.profile.domain.traits import TraitValue, consent_of, traits_of, wi
 from services.profile.tables import (Profile, ProfileAlias, ProfileConsent, ProfileEvent, ProfileIdentity,
                                      ProfileTrait)
 from services.runtime.clock import parse_time
-from services.runtime.db import insert_new_rows, upsert
+from services.runtime.db import in_chunks, insert_new_rows, upsert
 from services.runtime.envelope import as_object
 
 TRAIT_COLUMNS = ("value", "at", "message_id", "source")
@@ -31,8 +31,10 @@ def survivors_of(session: Session, profile_ids: set[str]) -> dict[str, str]:
 def traits_by_profile(session: Session, profile_ids, model=ProfileTrait) -> dict[str, dict[str, TraitValue]]:
     """Last-write-wins values (traits, or consent with model=ProfileConsent) per profile."""
     found: dict[str, dict[str, TraitValue]] = defaultdict(dict)
-    for r in session.scalars(select(model).where(model.profile_id.in_(list(profile_ids)))):
-        found[r.profile_id][r.name] = TraitValue(r.value, r.at, r.message_id, r.source)
+    columns = (model.profile_id, model.name, model.value, model.at, model.message_id, model.source)
+    for ids in in_chunks(profile_ids):  # rows, not ORM objects: a batch reads thousands
+        for profile_id, name, *value in session.execute(select(*columns).where(model.profile_id.in_(ids))):
+            found[profile_id][name] = TraitValue(*value)
     return found
 
 
