@@ -3,7 +3,8 @@
 Most events take no decision that needs the database between them:
 - a known person's event whose identifiers are all in one profile already, arriving in key
   order: linking it changes no owner, sighting or refusal, so its profile is the one they
-  share;
+  share; or the same with identifiers never seen, which join that profile without a
+  refusal (when the known component's name sorts first, so it stays the one they join);
 - a new person's event: every identifier never seen (not even in a leftover component),
   linked without a refusal.
 The batch's identifiers are read, their components locked and loaded once; each such event
@@ -42,18 +43,21 @@ class Component:
     first_seen: dict[Identifier, str] = field(default_factory=dict)
     graph: Graph | None = None  # built when an event first needs it
 
-    def settles(self, evidence: Evidence, rules) -> str | None:
+    def settles(self, evidence: Evidence, rules, new: set[Identifier] = frozenset()) -> str | None:
         """The profile of `evidence` when linking it last changes nothing here (no owner,
-        sighting or refusal), and it is linked; else None."""
+        sighting or refusal) but add the identifiers `new` to its profile, and it is linked;
+        else None."""
         if evidence_key(evidence) <= self.last_key:
             return None  # late evidence: recomputed on the one-at-a-time path
         if self.graph is None:
             self.graph = Graph(rules, groups_of(self.owners), self.shared, self.first_seen)
         anchor, refusals = self.graph.link(evidence)
-        if refusals or self.graph.first_seen != self.first_seen or self.graph.owners() != self.owners:
+        profile_id = self.graph.profile_of(anchor)
+        owners, first_seen = self.owners | dict.fromkeys(new, profile_id), self.first_seen | dict.fromkeys(new, evidence.at)
+        if refusals or self.graph.first_seen != first_seen or self.graph.owners() != owners:
             return None  # (the graph is spent: the caller leaves this component alone now)
-        self.last_key = evidence_key(evidence)
-        return self.graph.profile_of(anchor)
+        self.owners, self.first_seen, self.last_key = owners, first_seen, evidence_key(evidence)
+        return profile_id
 
 
 @dataclass
@@ -129,15 +133,30 @@ class BatchResolver:
         """(component, profile) of an event decided in memory; None sends it the other way."""
         if set(evidence.identifiers) <= batch.unseen:
             return self._new_person(evidence, batch)
-        owner = {batch.links.get(i) for i in evidence.identifiers}
+        new = {i for i in evidence.identifiers if i not in batch.links}
+        owner = {batch.links[i] for i in evidence.identifiers if i in batch.links}
         component = owner.pop() if len(owner) == 1 else None
-        if component is None or component in batch.touched:
+        if component is None or component in batch.touched or not new <= batch.unseen:
             return None
-        profile_id = batch.components[component].settles(evidence, self.rules)
+        if any(component_of(i) < component for i in new):
+            return None  # GraphStore would join the component into the new one's: left to it
+        profile_id = batch.components[component].settles(evidence, self.rules, new)
         if profile_id is None:
             return None
         batch.writes.last_keys[component] = batch.components[component].last_key
+        self._attach(evidence, batch, component, profile_id, new)
         return component, profile_id
+
+    @staticmethod
+    def _attach(evidence: Evidence, batch: Batch, component: str, profile_id: str, new: set[Identifier]) -> None:
+        """The rows of identifiers never seen joining a known person's component, as
+        GraphStore makes them: a component each, joined into that one, and their links."""
+        batch.writes.components += [{"component": component_of(i), "last_key": "", "merged_into": component}
+                                    for i in sorted(new)]
+        batch.writes.links += [{"type": i.type, "value": i.value, "profile_id": profile_id, "component": component,
+                                "first_message_id": evidence.message_id, "shared": False,
+                                "first_at": evidence.at} for i in sorted(new)]
+        batch.links.update({i: component for i in new})
 
     def _new_person(self, evidence: Evidence, batch: Batch) -> tuple[str, str] | None:
         """The rows of a new person's first event, as GraphStore would make them: a component
