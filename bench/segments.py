@@ -6,7 +6,8 @@ On a fresh PostgreSQL database (created on --database-url's server, dropped afte
 (a) backfill: --profiles rows seeded into segment_profiles with SQL (a quarter on
     plan "pro"), the segment `traits.plan = "pro"` saved, and SegmentBackfill.step()
     timed until it has nothing left to do; baseline in the same run: a hand-written
-    INSERT INTO <scratch> SELECT profile_id ... WHERE traits->>'plan' = 'pro'. Ratio printed.
+    INSERT INTO <scratch> SELECT profile_id ... WHERE traits->>'plan' = 'pro'. Ratio printed;
+    --breakdown adds the seconds spent in each kind of statement and in the log appends.
 (b) members page: --requests GETs of /v1/segments/pro/members?limit=1000, paging with
     `after` (from the start again at the end), through the app in-process (TestClient), after
     ANALYZE segment_members; p50/p99. --fill-by-sql inserts the members by SQL instead of
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -99,15 +100,53 @@ def time_sql_baseline(engine) -> tuple[int, float]:
     return rows, time.perf_counter() - started
 
 
-def time_backfill(runtime) -> tuple[dict, int, float]:
+def time_backfill(runtime, breakdown: bool = False) -> tuple[dict, int, float]:
     """Save the segment, then run the backfill's steps until it has nothing left to do."""
     with writing(runtime.engine) as session:
         save(session, SegmentIn(key=SEGMENT, name="Pro plan", text=CONDITION), existing=None)
     backfill, steps = SegmentBackfill(runtime), 0
+    spent = Breakdown(runtime) if breakdown else None
     started = time.perf_counter()
     while backfill.step():
         steps += 1
-    return progress_of(runtime.engine, SEGMENT), steps, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if spent:
+        spent.report()
+    return progress_of(runtime.engine, SEGMENT), steps, elapsed
+
+
+class Breakdown:
+    """--breakdown: seconds in each kind of statement (executed, not its rows fetched) and in
+    the log appends, which run on the backfill's second thread beside the statements."""
+
+    def __init__(self, runtime):
+        self.spent: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        engine, log = runtime.engine, runtime.log
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+        append = log.append
+
+        def timed_append(topic, messages):
+            started = time.perf_counter()
+            append(topic, messages)
+            self._add("log append (second thread)", time.perf_counter() - started)
+        log.append = timed_append
+
+    def _before(self, conn, _cursor, _statement, _parameters, _context, _many) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    def _after(self, conn, _cursor, statement, _parameters, _context, _many) -> None:
+        words = " ".join(statement.split()[:4])
+        self._add(words[:60], time.perf_counter() - conn.info.pop("bench_started"))
+
+    def _add(self, what: str, seconds: float) -> None:
+        self.spent[what] = self.spent.get(what, 0.0) + seconds
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    def report(self) -> None:
+        for what, seconds in sorted(self.spent.items(), key=lambda kv: -kv[1])[:8]:
+            print(f"      {seconds:7.3f}s  x{self.counts[what]:<4} {what}")
 
 
 def fill_by_sql(runtime) -> dict:
@@ -291,7 +330,7 @@ def run_backfill_parts(args, database: str, workdir: Path) -> None:
             state = fill_by_sql(runtime)
             print(f"    backfill not timed (--fill-by-sql): {state['size']} members inserted by SQL")
         else:
-            state, steps, backfill_s = time_backfill(runtime)
+            state, steps, backfill_s = time_backfill(runtime, args.breakdown)
             print(f"    SegmentBackfill.step() x{steps:<5}  {state['size']:>8} members  {backfill_s:8.3f}s  "
                   f"{args.profiles / backfill_s:>12,.0f} profiles/s  (backfill {state['state']}, "
                   f"{state['done']}/{state['total']})")
@@ -343,6 +382,8 @@ def main() -> int:
     parser.add_argument("--parts", default="abc", help="which parts to run, e.g. `c` or `ab` ((b) needs (a))")
     parser.add_argument("--fill-by-sql", action="store_true",
                         help="(a): insert the members by SQL instead of timing the backfill (for (b) at 1M profiles)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="(a): also print the seconds spent in each kind of statement and in the log appends")
     parser.add_argument("--up-database", choices=["sqlite", "postgres"], default="sqlite",
                         help="(c): `rapport up` on its embedded SQLite default, or on a fresh PostgreSQL database")
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",

@@ -4,17 +4,18 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services.profile.tables import ComputedTraitDefinition, Profile
 from services.runtime.clock import now
 from services.runtime.http import ApiError
+from services.segments.backfill import queue_backfill
 from services.segments.domain.conditions import (ConditionError, check_references, event_trait, leaves,
                                                  normalise, referenced_segments)
 from services.segments.domain.text import parse, to_text
 from services.segments.membership import lock_catalog
-from services.segments.tables import Segment, SegmentProfile
+from services.segments.tables import Segment
 
 
 class SegmentIn(BaseModel):
@@ -61,10 +62,9 @@ def save(session: Session, body: SegmentIn, *, existing: Segment | None) -> Segm
     segment = existing or Segment(key=body.key, created_at=now())
     segment.name, segment.condition, segment.text = body.name, tree, text
     segment.requires_consent, segment.updated_at = body.requires_consent, now()
-    segment.backfill_state, segment.backfill_done, segment.backfill_after = "pending", 0, ""
-    segment.backfill_total = session.scalar(select(func.count()).select_from(SegmentProfile))
     if existing is None:
         session.add(segment)
+    queue_backfill(session, segment)
     session.flush()
     return segment
 

@@ -44,6 +44,8 @@ def _postgres(t: JsonTest) -> ColumnElement:
     if t.test == "not_null":
         return and_(kind.is_not(None), kind != "null")
     if t.test == "equals":
+        if _text_only(t.value):  # ->> needs no jsonb built and compared: about half the scan's time
+            return text == t.value
         return value == _jsonb(t.value)
     if t.test == "text_contains":
         return and_(kind == "string", func.strpos(text, t.value) > 0)
@@ -55,6 +57,19 @@ def _postgres(t: JsonTest) -> ColumnElement:
         number = case((kind == "number", cast(text, _NUMERIC)))
         return getattr(number, ORDER[t.op])(cast(repr(t.value), _NUMERIC))
     return getattr(case((kind == "string", text.collate("C"))), ORDER[t.op])(t.value)
+
+
+def _text_only(value) -> bool:
+    """Whether `doc ->> name = value` holds for the string `value` alone. ->> gives a string's
+    text, but any other JSON value's JSON text (5, true, [1], {"a": 1}); null gives SQL NULL.
+    So a string that isn't JSON text, or is the JSON text of a string, can only match a string
+    (text equality is bytewise under PostgreSQL's deterministic collations)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return isinstance(json.loads(value), str)
+    except ValueError:
+        return True
 
 
 def _jsonb(value) -> ColumnElement:

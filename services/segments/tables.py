@@ -1,7 +1,7 @@
 """Segment definitions, the profiles they are evaluated on, membership and its history."""
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String, text
+from sqlalchemy import BigInteger, Boolean, Integer, PrimaryKeyConstraint, String, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.runtime.db import Base, Json, UtcDateTime
@@ -21,6 +21,15 @@ class Segment(Base):
     backfill_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     backfill_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     backfill_after: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # PostgreSQL's set-based backfill reads segment_profiles in heap order (backfill.py): the next
+    # row position (block << 16 | offset); the transaction that saved the definition (no older
+    # one saw it); segment_profiles' file (a rewrite such as VACUUM FULL moves every row: start
+    # again); and whether every row read must be looked up in the members and may have to exit
+    # (members from before the save, i.e. an edit; or a pass started again)
+    backfill_tid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    backfill_since: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    backfill_heap: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    backfill_check_all: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class SegmentCatalog(Base):
@@ -51,11 +60,14 @@ class SegmentMember(Base):
 
 
 class MembershipChange(Base):
-    """Append-only history of entries and exits; seq only grows, in commit order."""
+    """Append-only history of entries and exits; seq only grows, in commit order. Keyed by
+    (segment_key, seq), the order the changes feed reads (one index to write, not two);
+    seq is unique across segments too, given out by the locked SegmentSequence row."""
 
     __tablename__ = "segment_membership_changes"
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    segment_key: Mapped[str] = mapped_column(String(100), index=True)
+    __table_args__ = (PrimaryKeyConstraint("segment_key", "seq"),)
+    seq: Mapped[int] = mapped_column(Integer, autoincrement=False)
+    segment_key: Mapped[str] = mapped_column(String(100))
     profile_id: Mapped[str] = mapped_column(String(64))
     change: Mapped[str] = mapped_column(String(8))  # "entered" | "exited"
     at: Mapped[datetime] = mapped_column(UtcDateTime)

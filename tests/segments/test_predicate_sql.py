@@ -107,3 +107,19 @@ def test_sql_selects_what_python_accepts(engine, condition, people):
                 if evaluate(condition, ProfileFacts(p["traits"], p["computed"], p["stage"], p["consent"],
                                                    p["segments"]))}
     assert selected(engine, condition, people) == expected
+
+
+STRING_LOOKALIKES = ["pro", "", "10", "1.5", "true", "false", "null", "[1]", '{"a": 1}', '"pro"', " 10", "NaN"]
+
+
+@pytest.mark.parametrize("wanted", STRING_LOOKALIKES)
+def test_string_equality_matches_strings_only(engine, wanted):
+    """On PostgreSQL `= "s"` reads the text (->>) unless some other JSON value's text could
+    be s (10, true, [1], ...): a string equal to the JSON text of a number, a boolean, an array
+    or an object must not select it."""
+    values = [*STRING_LOOKALIKES, 10, 1.5, True, False, None, [1], {"a": 1}, ["pro"], {"plan": "pro"}]
+    people = [{"traits": {"plan": v}, "computed": {}, "stage": None, "consent": {}, "segments": frozenset()}
+              for v in values]
+    wanted_tree = normalise({"trait": "plan", "op": "=", "value": wanted})
+    expected = {f"p{i}" for i, v in enumerate(values) if isinstance(v, str) and v == wanted}
+    assert selected(engine, wanted_tree, people) == expected

@@ -118,7 +118,7 @@ class EmbeddedLog:
         count = self.partitions(topic)
         placed = [(partition_for(m.key, count, self._spread), m) for m in messages]
         self._writer.commit(_Append(topic, placed))
-        self._appended.appended({TopicPartition(topic, p) for p, _ in placed})
+        self._appended.appended({TopicPartition(topic, p) for p in {p for p, _ in placed}})
 
     @staticmethod
     def _end_offset(conn, topic: str, partition: int) -> int:
