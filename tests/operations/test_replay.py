@@ -26,10 +26,12 @@ def feed(pipeline) -> None:
         assert pipeline.ingest.post("/v1/track", json={"userId": user, "anonymousId": f"anon-{i}",
                                                        "event": "Page Viewed"}).status_code == 200
 
-    def settled():
+    def settled():  # both events of each user in its profile, and its last snapshot in segments
         with pipeline.runtime.engine.connect() as conn:
-            return len(conn.execute(select(SegmentProfile.profile_id)).all()) == len(USERS)
-    wait_until(settled, 60, "every profile to reach the segments projector")
+            rows = conn.execute(select(Profile.event_count, Profile.version, SegmentProfile.version).join(
+                SegmentProfile, SegmentProfile.profile_id == Profile.profile_id)).all()
+        return len(rows) == len(USERS) and all(count == 2 and ours == theirs for count, ours, theirs in rows)
+    wait_until(settled, 60, "every profile's last snapshot to reach the segments projector")
 
 
 def snapshot(engine) -> dict[str, list]:
