@@ -93,6 +93,16 @@ class TestEmbeddedLog(LogContract):
         assert settings.embedded_log_url.startswith("sqlite:///")
         assert (settings.data_dir / "log.db").stat().st_size > 0
 
+    def test_a_backlog_on_one_partition_does_not_starve_the_others(self, log, settings):
+        count = settings.partitions_for(TOPIC)
+        log.append(TOPIC, [Message.of(f"k{i}", i) for i in range(100 * count)])
+        consumer = log.consumer("fair-reader", [TOPIC], lambda tps: {})
+        try:
+            polled = [{r.partition for r in consumer.poll(10, 1.0)} for _ in range(count)]
+        finally:
+            consumer.close()
+        assert set().union(*polled) == set(range(count))  # every partition within `count` polls
+
 
 @pytest.mark.real_backends
 class TestKafkaLog(LogContract):

@@ -283,6 +283,7 @@ class EmbeddedConsumer:
         self._reported: dict[TopicPartition, int] = {}
         self._reported_at = self._read_all_at = 0.0
         self._seen = {tp: -1 for tp in assigned}  # appends counted when each was last read
+        self._turn = 0  # the partition the next poll reads first is the one after this
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         deadline = time.monotonic() + timeout_s
@@ -300,7 +301,10 @@ class EmbeddedConsumer:
         if everything:
             self._read_all_at = time.monotonic()
         batch: list[Record] = []
-        for tp, position in self.positions.items():
+        # each poll starts one partition further on: a backlog read first can't starve the rest
+        partitions = list(self.positions.items())
+        self._turn = (self._turn + 1) % len(partitions)
+        for tp, position in partitions[self._turn:] + partitions[:self._turn]:
             if len(batch) >= max_records:
                 break
             appends = self.log.appends(tp)  # taken before reading: a later append reads again
