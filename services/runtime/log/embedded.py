@@ -303,7 +303,7 @@ class EmbeddedConsumer:
         batch: list[Record] = []
         # each poll starts one partition further on: a backlog read first can't starve the rest
         partitions = list(self.positions.items())
-        self._turn = (self._turn + 1) % len(partitions)
+        self._turn = (self._turn + 1) % max(1, len(partitions))
         for tp, position in partitions[self._turn:] + partitions[:self._turn]:
             if len(batch) >= max_records:
                 break
