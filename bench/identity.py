@@ -14,11 +14,13 @@
 (b) time to merge: `rapport up` (SQLite, embedded log) on a free port. Its maximum rate is
     measured first: `--burst` events sent through POST /v1/batch (100 a request, 4 threads,
     as fast as answered), timed until identity has resolved all of them (its consumer offsets
-    in the database). Then, under a steady background of batches at half that rate, every
+    in the database), then until the pipeline has applied the burst. Then, under a steady
+    background of batches at half that rate (`--rate` to choose), every
     `--every` seconds a probe: a track from a new anonymous id, wait until its profile reads
     over HTTP, then an identify joining it to a new user id; latency = from the identify's 2xx
     to GET /v1/profiles/{the anonymous profile's id} answering the user's profile (polled
-    every 5 ms). Reports p50/p99/max. The bench asserts nothing.
+    every 5 ms). Reports p50/p99/max; probing stops after `--deadline` seconds, as a
+    background above the pipeline's capacity never lets it catch up. The bench asserts nothing.
 """
 from __future__ import annotations
 
@@ -169,6 +171,19 @@ def resolved_offset(data_dir: Path) -> int:
     return row[0]
 
 
+def backlog(data_dir: Path) -> int:
+    """Records on the embedded log that their projector (identity, profile, segments) has not applied."""
+    with sqlite3.connect(f"file:{data_dir / 'log.db'}?mode=ro", uri=True, timeout=30) as log, \
+            sqlite3.connect(f"file:{data_dir / 'rapport.db'}?mode=ro", uri=True, timeout=30) as db:
+        ends = {(t, p): end for t, p, end in log.execute(
+            "SELECT topic, partition, max(\"offset\") + 1 FROM log_records GROUP BY topic, partition")}
+        applied = {(t, p): o for t, p, o in db.execute(
+            "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer IN "
+            "('identity', 'profile', 'segments')")}
+    topics = ("events.raw", "events.resolved", "profiles.changed")
+    return sum(end - applied.get(tp, 0) for tp, end in ends.items() if tp[0] in topics)
+
+
 def max_rate(server: RapportUp, events: int) -> tuple[float, float]:
     """(accepted events/s, resolved events/s) for `events` sent as fast as they are answered."""
     import random
@@ -233,11 +248,18 @@ def run_merge(args, workdir: Path) -> None:
             rate = args.rate or resolved / 2
             print(f"\n(b) rapport up, SQLite + embedded log: max {accepted:,.0f} events/s accepted, "
                   f"{resolved:,.0f} events/s resolved by identity ({args.burst} events); background at {rate:,.0f}/s")
+            drained = poll(lambda: backlog(server.data_dir) == 0, 300, every_s=0.2)  # the burst's, first
+            print(f"pipeline drained the burst: {'yes' if drained else 'no, after 300 s'}")
             latencies, lost = [], 0
+            deadline = time.monotonic() + args.deadline
             with Background(server, rate) as background:
                 for _ in range(args.merges):
+                    if time.monotonic() > deadline:
+                        print(f"stopped probing after {args.deadline:.0f} s (--deadline); "
+                              f"records not yet applied: {backlog(server.data_dir):,}")
+                        break
                     began = time.monotonic()
-                    latency = probe(server, api)
+                    latency = probe(server, api, timeout_s=min(120, max(1, deadline - time.monotonic())))
                     lost += latency is None
                     latencies += [latency] if latency is not None else []
                     time.sleep(max(0.0, began + args.every - time.monotonic()))
@@ -260,6 +282,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=0, help="(b) background events/s (default: half the max)")
     parser.add_argument("--merges", type=int, default=100, help="(b) merges timed")
     parser.add_argument("--every", type=float, default=0.5, help="(b) seconds between merge probes")
+    parser.add_argument("--deadline", type=float, default=300,
+                        help="(b) stop probing after this many seconds (a background above capacity never ends)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="rapport-bench-identity-"))
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, in {workdir}")
