@@ -146,9 +146,9 @@ class KeyStore:
         """Destroy these kids' keys (tombstones for kids never keyed); answers how many."""
         kids, at = sorted(set(kids)), now()
         with writing(self.engine) as session:
-            for kid in kids:
-                insert_new(session, SubjectKey, {"kid": kid, "key": None, "created_at": at,
-                                                 "destroyed_at": at}, ["kid"])
+            for chunk in in_chunks(kids, 1_000):
+                insert_new_rows(session, SubjectKey, [{"kid": kid, "key": None, "created_at": at, "destroyed_at": at}
+                                                      for kid in chunk], ["kid"])
             session.execute(update(SubjectKey).where(SubjectKey.kid.in_(kids), SubjectKey.key.is_not(None))
                             .values(key=None, destroyed_at=at))
         with self._lock:
