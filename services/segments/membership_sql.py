@@ -13,9 +13,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 import orjson
-from sqlalchemy import (ColumnElement, and_, delete, exists, false, func, insert, literal, literal_column, not_, or_,
-                        select, update)
-from sqlalchemy.sql.elements import False_
+from sqlalchemy import (ColumnElement, and_, delete, exists, func, insert, literal, literal_column, not_, or_, select,
+                        update)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -57,13 +56,11 @@ def apply_segment(session: Session, key: str, matches: ColumnElement, chosen: Co
     `members_among`: the chosen rows that may be members already (None: any may be);
     `exits`: whether any member may have to exit."""
     conn, at = session.connection(), now()  # core statements: no ORM rows for the RETURNING
-    if conn.scalar(select(SegmentMember.profile_id).where(SegmentMember.segment_key == key).limit(1)) is None:
-        members_among, exits = false(), False  # no members yet: none to look up, none to exit
     member = exists().where(SegmentMember.segment_key == key, SegmentMember.profile_id == SegmentProfile.profile_id)
-    if members_among is None:
+    if conn.scalar(select(SegmentMember.profile_id).where(SegmentMember.segment_key == key).limit(1)) is None:
+        entering, exits = and_(chosen, matches), False  # no members yet: none to look up, none to exit
+    elif members_among is None:
         entering = and_(chosen, matches, ~member)
-    elif isinstance(members_among, False_):
-        entering = and_(chosen, matches)
     else:  # looked up only where it may be one (a subplan, not a join over every member)
         entering = and_(chosen, matches, or_(not_(members_among), ~member))
     entered, last = _record(conn, key, "entered", entering, at)
