@@ -96,13 +96,13 @@ def _write_rows(session: Session, model, part: str, before: dict[str, ProfileSta
     """A per-profile row (snapshot or stage): deleted, inserted or updated as it ended."""
     gone, new, changed = [], [], []
     for pid, state in after.items():
-        was, now_ = getattr(before[pid], part), getattr(state, part)
-        if was is not None and now_ is None:
+        was, ended = getattr(before[pid], part), getattr(state, part)
+        if was is not None and ended is None:
             gone.append(pid)
-        elif was is None and now_ is not None:
-            new.append({"profile_id": pid, **now_})
-        elif was != now_:
-            changed.append({"profile_id": pid, **now_})
+        elif was is None and ended is not None:
+            new.append({"profile_id": pid, **ended})
+        elif was != ended:
+            changed.append({"profile_id": pid, **ended})
     for ids in in_chunks(gone):
         session.execute(delete(model).where(model.profile_id.in_(ids)))
     _insert(session, model, new, ["profile_id"])
