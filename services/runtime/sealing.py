@@ -52,6 +52,7 @@ SEALED = b'{"sealed":'  # how a sealed value starts; anything else is clear JSON
 PROFILE_SEALED_TOPICS = frozenset({topics.EVENTS_RESOLVED, topics.PROFILES_CHANGED})
 CACHE_SIZE = 100_000
 CACHE_TTL_S = 60.0  # sealing with a key destroyed meanwhile is harmless: nobody can open it
+KIDS_A_STATEMENT = 1_000  # kids read or written by one statement (keys are small rows)
 
 
 class SubjectKey(Base):
@@ -130,7 +131,7 @@ class KeyStore:
         if missing:
             at = now()
             with writing(self.engine) as session:
-                for kids in in_chunks(missing, 1_000):  # one statement per thousand new keys
+                for kids in in_chunks(missing, KIDS_A_STATEMENT):
                     insert_new_rows(session, SubjectKey, [{"kid": kid, "key": AESGCM.generate_key(256),
                                                            "created_at": at} for kid in kids], ["kid"])
             stored = self._stored(missing)
@@ -146,7 +147,7 @@ class KeyStore:
         """Destroy these kids' keys (tombstones for kids never keyed); answers how many."""
         kids, at = sorted(set(kids)), now()
         with writing(self.engine) as session:
-            for chunk in in_chunks(kids, 1_000):
+            for chunk in in_chunks(kids, KIDS_A_STATEMENT):
                 insert_new_rows(session, SubjectKey, [{"kid": kid, "key": None, "created_at": at, "destroyed_at": at}
                                                       for kid in chunk], ["kid"])
             session.execute(update(SubjectKey).where(SubjectKey.kid.in_(kids), SubjectKey.key.is_not(None))
@@ -159,7 +160,7 @@ class KeyStore:
     def _stored(self, kids: set[str]) -> dict[str, bytes | None]:
         found: dict[str, bytes | None] = {}
         with reading(self.engine) as session:
-            for chunk in in_chunks(kids, 1_000):
+            for chunk in in_chunks(kids, KIDS_A_STATEMENT):
                 rows = session.execute(select(SubjectKey.kid, SubjectKey.key).where(SubjectKey.kid.in_(chunk)))
                 found.update({kid: key for kid, key in rows})
         return found
