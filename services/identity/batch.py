@@ -4,7 +4,8 @@ Most events take no decision that needs the database between them:
 - a known person's event whose identifiers are all in one profile already, arriving in key
   order: linking it changes no owner, sighting or refusal, so its profile is the one they
   share; or the same with identifiers never seen, which join that profile without a
-  refusal (when the known component's name sorts first, so it stays the one they join);
+  refusal. Their component is the one whose name sorts first, as GraphStore joins them: the
+  known one, or a new identifier's, which the known one's links and events then move to;
 - a new person's event: every identifier never seen (not even in a leftover component),
   linked without a refusal.
 The batch's identifiers are read, their components locked and loaded once; each such event
@@ -68,6 +69,7 @@ class Writes:
     links: list[dict] = field(default_factory=list)
     profiles: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+    renames: list[dict] = field(default_factory=list)  # {"old", "new"}: a component joined into a new one
     last_keys: dict[str, str] = field(default_factory=dict)  # known components' greatest keys
 
     def flush(self, session: Session) -> None:
@@ -77,11 +79,13 @@ class Writes:
         self._insert_new(session, IdentityProfile, self.profiles, ["profile_id"])
         if self.events:
             session.execute(insert(IdentityEvent), self.events)
+        if self.renames:  # in the order made: a component renamed twice ends in the last one
+            for model in (IdentityLink, IdentityEvent):
+                _update_each(session, model, self.renames, component=bindparam("new"))
+            _update_each(session, IdentityComponent, self.renames, merged_into=bindparam("new"))
         if self.last_keys:
-            table = IdentityComponent.__table__
-            session.connection().execute(
-                update(table).where(table.c.component == bindparam("held")).values(last_key=bindparam("key")),
-                [{"held": c, "key": k} for c, k in self.last_keys.items()])
+            _update_each(session, IdentityComponent, [{"old": c, "key": k} for c, k in self.last_keys.items()],
+                         last_key=bindparam("key"))
         self.__init__()
 
     @staticmethod
@@ -89,6 +93,12 @@ class Writes:
         if len(insert_new_rows(session, model, rows, keys)) < len(rows):
             # a concurrent worker made one of these first: decide the batch again with it known
             raise RetryBatch(f"{model.__tablename__}: a row this batch made was made concurrently")
+
+
+def _update_each(session: Session, model, rows: list[dict], **values) -> None:
+    """UPDATE model SET values WHERE component = :old, once per row (one executemany)."""
+    table = model.__table__
+    session.connection().execute(update(table).where(table.c.component == bindparam("old")).values(**values), rows)
 
 
 @dataclass
@@ -138,21 +148,30 @@ class BatchResolver:
         component = owner.pop() if len(owner) == 1 else None
         if component is None or component in batch.touched or not new <= batch.unseen:
             return None
-        if any(component_of(i) < component for i in new):
-            return None  # GraphStore would join the component into the new one's: left to it
         profile_id = batch.components[component].settles(evidence, self.rules, new)
         if profile_id is None:
             return None
-        batch.writes.last_keys[component] = batch.components[component].last_key
-        self._attach(evidence, batch, component, profile_id, new)
-        return component, profile_id
+        target = min([component, *(component_of(i) for i in new)])  # the one GraphStore joins into
+        if target != component:
+            self._rename(batch, component, target)
+        batch.writes.last_keys[target] = batch.components[target].last_key
+        self._attach(evidence, batch, target, profile_id, new)
+        return target, profile_id
+
+    @staticmethod
+    def _rename(batch: Batch, old: str, new: str) -> None:
+        """A known component joined into a new identifier's, whose name sorts first: its
+        links and events move there and it points there (flushed in Writes.renames)."""
+        batch.components[new] = held = batch.components.pop(old)
+        batch.links.update(dict.fromkeys(held.owners, new))
+        batch.writes.renames.append({"old": old, "new": new})
 
     @staticmethod
     def _attach(evidence: Evidence, batch: Batch, component: str, profile_id: str, new: set[Identifier]) -> None:
         """The rows of identifiers never seen joining a known person's component, as
         GraphStore makes them: a component each, joined into that one, and their links."""
-        batch.writes.components += [{"component": component_of(i), "last_key": "", "merged_into": component}
-                                    for i in sorted(new)]
+        batch.writes.components += [{"component": c, "last_key": "", "merged_into": None if c == component else component}
+                                    for c in sorted(component_of(i) for i in new)]
         batch.writes.links += [{"type": i.type, "value": i.value, "profile_id": profile_id, "component": component,
                                 "first_message_id": evidence.message_id, "shared": False,
                                 "first_at": evidence.at} for i in sorted(new)]

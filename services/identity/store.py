@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from services.identity.domain.corrections import Split, corrections
@@ -21,7 +21,7 @@ from services.identity.tables import (IdentityComponent, IdentityEvent, Identity
                                       IdentitySplit)
 from services.runtime import topics
 from services.runtime.clock import now
-from services.runtime.db import in_chunks, insert_new, upsert
+from services.runtime.db import in_chunks, insert_new, pairs_in, upsert
 from services.runtime.log import Log, Message
 from services.runtime.projector import Output
 
@@ -107,7 +107,7 @@ def links_of(session: Session, identifiers) -> dict[Identifier, str]:
     links: dict[Identifier, str] = {}
     for keys in in_chunks({(i.type, i.value) for i in identifiers}):
         rows = session.execute(select(IdentityLink.type, IdentityLink.value, IdentityLink.component)
-                               .where(tuple_(IdentityLink.type, IdentityLink.value).in_(keys)))
+                               .where(pairs_in(IdentityLink.type, IdentityLink.value, keys)))
         links.update({Identifier(t, v): c for t, v, c in rows})
     return links
 
@@ -267,7 +267,7 @@ class GraphStore:
         gone = [(i.type, i.value) for i in change.old if i not in change.new]
         if gone:
             self.session.execute(delete(IdentityLink).where(
-                tuple_(IdentityLink.type, IdentityLink.value).in_(gone)))
+                pairs_in(IdentityLink.type, IdentityLink.value, gone)))
         moved: dict[str, list[tuple[str, str]]] = {}
         for identifier, profile_id in change.new.items():
             if change.old.get(identifier) != profile_id:
@@ -294,7 +294,7 @@ class GraphStore:
     def _update_links(self, keys: list[tuple[str, str]], **values) -> None:
         if keys:
             self.session.execute(update(IdentityLink).where(
-                tuple_(IdentityLink.type, IdentityLink.value).in_(keys)).values(**values))
+                pairs_in(IdentityLink.type, IdentityLink.value, keys)).values(**values))
 
     def _write_profiles(self, change: Change) -> None:
         """Every profile id reads as the profile now holding the identifier it is named after."""
@@ -306,7 +306,7 @@ class GraphStore:
         if not touched:
             return
         for row in self.session.scalars(select(IdentityProfile).where(
-                tuple_(IdentityProfile.named_type, IdentityProfile.named_value).in_(touched))):
+                pairs_in(IdentityProfile.named_type, IdentityProfile.named_value, touched))):
             reading = change.new[Identifier(row.named_type, row.named_value)]
             row.merged_into = None if reading == row.profile_id else reading
 
@@ -346,7 +346,7 @@ class GraphStore:
         owner = {i: p for p, ids in split.parts.items() for i in ids}
         keys = [(i.type, i.value) for i in [*owner, *split.removed]]
         rows = self.session.scalars(select(IdentityProfile).where(
-            tuple_(IdentityProfile.named_type, IdentityProfile.named_value).in_(keys)))
+            pairs_in(IdentityProfile.named_type, IdentityProfile.named_value, keys)))
         return {r.profile_id: owner.get(Identifier(r.named_type, r.named_value)) for r in rows}
 
     def _reresolved(self, change: Change, moved: list[str], old_events: dict) -> list[Output]:

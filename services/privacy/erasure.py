@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Table, delete, or_, select, tuple_
+from sqlalchemy import Table, delete, or_, select
 from sqlalchemy.orm import Session
 
 from services.identity.tables import IdentityComponent, IdentityEvent, IdentityLink, IdentityProfile
@@ -25,7 +25,7 @@ from services.privacy.tables import DeletionRequest, SuppressedIdentifier
 from services.profile.tables import ProfileAlias, ProfileEvent, ProfileIdentity
 from services.runtime import topics
 from services.runtime.clock import format_time, now
-from services.runtime.db import Base, in_chunks, insert_new
+from services.runtime.db import Base, in_chunks, insert_new, pairs_in
 from services.runtime.log import Message
 from services.runtime.sealing import KeyStore, identifier_subject, kids_of, profile_subject
 from services.runtime.tables import ConsumerOffset, ParkedEvent
@@ -128,7 +128,7 @@ def _delete_rows(session: Session, table: Table, person: Person) -> int:
         conditions += _in(columns.message_id, person.message_ids)
     if table.name in IDENTIFIER_COLUMNS:
         type_, value = IDENTIFIER_COLUMNS[table.name]
-        conditions += [tuple_(columns[type_], columns[value]).in_(chunk)
+        conditions += [pairs_in(columns[type_], columns[value], chunk)
                        for chunk in in_chunks(person.identifiers)]
     if not conditions:
         return 0

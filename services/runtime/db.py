@@ -16,7 +16,7 @@ from typing import Any
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, MetaData, and_, create_engine, event, false, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -164,6 +164,15 @@ def in_chunks(values: Iterable, size: int = IN_LIST) -> list[list]:
     """`values`, sorted, in lists short enough for one IN (...) each."""
     ordered = sorted(values)
     return [ordered[at:at + size] for at in range(0, len(ordered), size)]
+
+
+def pairs_in(first: Any, second: Any, pairs: Iterable[tuple]) -> Any:
+    """`(first, second) IN pairs`, spelled as `first = a AND second IN (...)` per first value:
+    SQLite answers a row-value IN (VALUES ...) by scanning the whole table, this by its index."""
+    grouped: dict[Any, list] = defaultdict(list)
+    for a, b in pairs:
+        grouped[a].append(b)
+    return or_(false(), *(and_(first == a, second.in_(bs)) for a, bs in sorted(grouped.items())))
 
 
 def upsert(session: Session, model: Any, rows: Sequence[dict], keys: Iterable[str],

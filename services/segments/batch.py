@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from services.runtime import metrics
-from services.runtime.db import in_chunks, insert_new_rows
+from services.runtime.db import in_chunks, insert_new_rows, pairs_in
 from services.runtime.projector import Output, RetryBatch
 from services.segments.membership import LIFECYCLE_SEQUENCE_ROW, SEQUENCE_ROW, membership_message, reserve
 from services.segments.tables import (LifecycleStage, LifecycleTransition, MembershipChange, SegmentMember,
@@ -87,7 +87,7 @@ class BatchState:
                     for key, at in state.members.items() if was.get(key) != at]
         member = SegmentMember.__table__.c
         for pairs in in_chunks(gone):
-            session.execute(delete(SegmentMember).where(tuple_(member.segment_key, member.profile_id).in_(pairs)))
+            session.execute(delete(SegmentMember).where(pairs_in(member.segment_key, member.profile_id, pairs)))
         _insert(session, SegmentMember, new, ["segment_key", "profile_id"])
 
 
