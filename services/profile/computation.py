@@ -15,6 +15,7 @@ from services.profile.domain.crm import CrmSettings, crm_metrics
 from services.profile.domain.timeline import TimelineEvent
 from services.profile.tables import ComputedTraitDefinition, Profile, ProfileEvent
 from services.runtime.clock import format_time, now
+from services.runtime.db import in_chunks
 
 
 @dataclass
@@ -55,11 +56,18 @@ class Computation:
         profile.computed, profile.due_at = jsonable({**metrics, **values}), due
 
 
+TIMELINE = (ProfileEvent.profile_id, ProfileEvent.message_id, ProfileEvent.type, ProfileEvent.name,
+            ProfileEvent.timestamp, ProfileEvent.properties, ProfileEvent.source, ProfileEvent.channel)
+
+
 def timelines_of(session: Session, profile_ids: list[str]) -> dict[str, list[TimelineEvent]]:
+    """Rows, not ORM objects: a batch reads every event of its profiles, and only these columns."""
     found: dict[str, list[TimelineEvent]] = {}
-    for r in session.scalars(select(ProfileEvent).where(ProfileEvent.profile_id.in_(profile_ids))):
-        found.setdefault(r.profile_id, []).append(
-            TimelineEvent(r.message_id, r.type, r.name, r.timestamp, r.properties or {}, r.source, r.channel))
+    for chunk in in_chunks(profile_ids):
+        for profile_id, message_id, type_, name, at, properties, source, channel in session.execute(
+                select(*TIMELINE).where(ProfileEvent.profile_id.in_(chunk))):
+            found.setdefault(profile_id, []).append(
+                TimelineEvent(message_id, type_, name, at, properties or {}, source, channel))
     return found
 
 

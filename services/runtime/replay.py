@@ -151,7 +151,7 @@ def rebuild(runtime, handler: Handler, *, swap: bool = True, progress: Progress 
         with scratch.both.begin() as conn:
             _copy(conn, projection.inputs, source=_live, target=scratch.table)
         replayer = Projector(handler, scratch.engine, DiscardingLog(runtime.log), keys=runtime.keys,
-                             batch_size=runtime.settings.batch_size)
+                             batch_size=runtime.settings.replay_batch_size)
         consumer = runtime.log.consumer(f"replay.{handler.name}.{uuid.uuid4().hex[:8]}",
                                         handler.topics, replayer.stored_positions)
         try:

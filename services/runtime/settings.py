@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1)
 
     batch_size: int = Field(500, ge=1, le=100_000)
+    replay_batch_size: int = Field(5_000, ge=1, le=100_000, description=(
+        "records a replay applies at once: larger than live batches, as nobody waits on it and "
+        "a profile's computed traits are recomputed once per batch that touches it"))
     poll_timeout_ms: int = Field(200, ge=1)
 
     reporting_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")

@@ -89,3 +89,14 @@ def test_replay_repairs_a_damaged_projection(settings):
         assert not rebuild(runtime, handler).equal
         assert snapshot(runtime.engine) == before
         assert rebuild(runtime, handler).equal
+
+
+def test_replay_applies_the_log_in_its_own_larger_batches(settings):
+    settings = settings.model_copy(update={"batch_size": 2, "replay_batch_size": 1_000})
+    with RunningPipeline(settings) as pipeline:
+        feed(pipeline)
+        handler, sizes = replayable(pipeline.runtime)["profile"], []
+        apply = handler.apply
+        handler.apply = lambda session, batch: sizes.append(len(batch)) or apply(session, batch)
+        assert rebuild(pipeline.runtime, handler).equal
+        assert sum(sizes) == 2 * len(USERS) and max(sizes) > settings.batch_size
