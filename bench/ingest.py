@@ -232,9 +232,11 @@ class RapportServeIngest(RapportUp):
     `rapport source create bench` for a write key, then the ingest service by itself."""
 
     label = "rapport serve ingest"
+    workers = 1
 
     def command(self) -> list[str]:
-        return rapport_command() + ["serve", "ingest", "--host", "127.0.0.1", "--port", str(self.port)]
+        return rapport_command() + ["serve", "ingest", "--host", "127.0.0.1", "--port", str(self.port),
+                                    "--workers", str(self.workers)]
 
     def prepare(self, env: dict) -> None:
         run = dict(cwd=self.data_dir.parent, env=env, capture_output=True, text=True, check=True)
@@ -244,8 +246,13 @@ class RapportServeIngest(RapportUp):
 
 
 def server_for(kind: str, data_dir: Path, args, env: dict | None = None) -> RapportUp:
-    cls = RapportServeIngest if kind == "serve" else RapportUp
-    return cls(data_dir, args.startup_timeout, env, quiet=args.quiet)
+    if kind != "serve":
+        return RapportUp(data_dir, args.startup_timeout, env, quiet=args.quiet)
+    server = RapportServeIngest(data_dir, args.startup_timeout, env, quiet=args.quiet)
+    server.workers = args.ingest_workers
+    if server.workers > 1:
+        server.label = f"rapport serve ingest --workers {server.workers}"
+    return server
 
 
 # --- the client: wrk (C, one process, N connections) or httpx threads ------------
@@ -506,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-events", type=int, default=None,
                         help="distinct events for (c) (default --events); with wrk give more than it sends")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--ingest-workers", type=int, default=1,
+                        help="processes of `rapport serve ingest` sharing the port (--workers)")
     parser.add_argument("--startup-timeout", type=float, default=60, help="seconds to wait for /healthz")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     args = parser.parse_args(argv)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import getpass
+import logging
+import os
 import sys
 import time
 from enum import Enum
@@ -107,17 +109,45 @@ def demo(people: Annotated[int, typer.Option(min=1, help="how many people to gen
                   f"console); segments: {', '.join(outcome.segments)}; console: {url.rstrip('/')}/console")
 
 
+WORKER_SERVICE = "RAPPORT_SERVE_SERVICE"  # tells each process of `serve --workers` what to build
+STATELESS = {"ingest"}  # services without a projector: any number of processes may share a port
+
+
 @app.command()
 def serve(service: Annotated[ServiceName, typer.Argument(help="which service to run")],
-          host: Annotated[str, typer.Option()] = "", port: Annotated[int, typer.Option()] = 0) -> None:
+          host: Annotated[str, typer.Option()] = "", port: Annotated[int, typer.Option()] = 0,
+          workers: Annotated[int, typer.Option(min=1, help="processes sharing the port (ingest only: "
+                                                     "it holds no consumer; one Python process uses one core)")] = 1,
+          ) -> None:
     """One service, as a deployment runs it (run `rapport migrate` first)."""
     settings = Settings()
     runtime = bootstrap_runtime(settings)
     if not migrations.at_head(runtime.engine):
         console.print("[red]the database is not migrated to head: run `rapport migrate` first[/]")
         raise typer.Exit(2)
-    app_ = build_app(runtime, bootstrap_services(runtime, [service.value]))
-    _serve(app_, host or settings.http_host, port or settings.http_port)
+    host, port = host or settings.http_host, port or settings.http_port
+    if workers > 1:
+        if service.value not in STATELESS:
+            console.print(f"[red]--workers: only {', '.join(sorted(STATELESS))} runs in several processes; "
+                          f"{service.value}'s projector is one consumer (run more replicas on Kafka)[/]")
+            raise typer.Exit(2)
+        runtime.close()
+        os.environ[WORKER_SERVICE] = service.value
+        logs.configure(settings.log_level, settings.log_format)
+        uvicorn.run("services.cli:worker_app", factory=True, workers=workers, host=host, port=port,
+                    log_config=None, access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)
+        return
+    _serve(build_app(runtime, bootstrap_services(runtime, [service.value])), host, port)
+
+
+def worker_app():
+    """The app of one process of `serve --workers` (uvicorn imports and calls this in each)."""
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    access = logging.getLogger("uvicorn.access")  # off, as access_log=False turns it off in one process
+    access.handlers, access.propagate = [], False
+    runtime = bootstrap_runtime(settings)
+    return build_app(runtime, bootstrap_services(runtime, [os.environ[WORKER_SERVICE]]))
 
 
 sources = typer.Typer(help="Sources of events and their write keys.", no_args_is_help=True)

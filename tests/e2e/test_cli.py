@@ -1,13 +1,16 @@
 """`rapport up` on a laptop, and `rapport migrate` + `rapport serve` as a deployment runs them."""
 from __future__ import annotations
 
+import os
+import subprocess
+
 import httpx
 import pytest
 
 from services.identity.domain.identifiers import Identifier
 from services.identity.domain.resolution import new_profile_id
 from tests.backends import free_port
-from tests.e2e.processes import Process, found, run
+from tests.e2e.processes import RAPPORT, Process, found, run
 from tests.support import settings_env, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -58,11 +61,13 @@ def test_one_process_per_service_on_postgres_and_kafka(tmp_path, request):
     write_key = found(WRITE_KEY, run(["source", "create", "shop", "--kind", "shop"], env))
     token = found(TOKEN, run(["token", "create", "marketing", "--scope", "profiles:read",
                               "--scope", "segments:read", "--scope", "segments:write"], env))
-    services = {name: Process(["serve", name], env, tmp_path, port=free_port())
-                for name in ("ingest", "identity", "profile", "segments")}
+    services = {name: Process(["serve", name, *(["--workers", "2"] if name == "ingest" else [])], env, tmp_path,
+                              port=free_port()) for name in ("ingest", "identity", "profile", "segments")}
     try:
         for service in services.values():
             service.wait_healthy()
+        wait_until(lambda: services["ingest"].output().count("Application startup complete") == 2, 30,
+                   "ingest's two worker processes")
         ingest, profile = (f"http://127.0.0.1:{services[n].port}" for n in ("ingest", "profile"))
         segments = f"http://127.0.0.1:{services['segments'].port}"
         auth = {"Authorization": f"Bearer {token}"}
@@ -77,3 +82,11 @@ def test_one_process_per_service_on_postgres_and_kafka(tmp_path, request):
     finally:
         graceful = {name: service.stop() for name, service in services.items()}
     assert graceful == dict.fromkeys(services, True), graceful  # SIGTERM shuts each down cleanly
+
+
+def test_only_ingest_runs_in_several_processes(tmp_path):
+    env = {"RAPPORT_DATA_DIR": str(tmp_path / "data")}
+    run(["migrate"], env)
+    refused = subprocess.run(RAPPORT + ["serve", "identity", "--workers", "2", "--port", str(free_port())],
+                             env={**os.environ, **env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "only ingest runs in several processes" in refused.stdout
