@@ -97,6 +97,7 @@ class EventRow:
     offset: int
 
 
+@lru_cache(maxsize=1 << 16)  # as new_profile_id: a SHA-1, asked again for each event of a person
 def component_of(identifier: Identifier) -> str:
     """The component an identifier starts in: its own, until evidence joins it to others."""
     return str(uuid.uuid5(COMPONENT_NAMESPACE, f"{identifier.type}:{identifier.value}"))

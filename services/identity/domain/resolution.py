@@ -23,6 +23,7 @@ from services.identity.domain.rules import Rules
 PROFILE_NAMESPACE = uuid.UUID("6f1c7f1e-5b0e-4d59-9a55-3c3f0f0e7a11")
 
 
+@lru_cache(maxsize=1 << 16)  # a SHA-1 each; a batch asks it for every identifier of every event it links
 def new_profile_id(identifier: Identifier) -> str:
     """Deterministic, so that replaying the log recreates the same ids."""
     return str(uuid.uuid5(PROFILE_NAMESPACE, f"{identifier.type}:{identifier.value}"))
