@@ -171,8 +171,16 @@ def resolved_offset(data_dir: Path) -> int:
     return row[0]
 
 
+CONSUMED = {"events.raw": "identity", "events.resolved": "profile", "profiles.changed": "segments"}
+
+
 def backlog(data_dir: Path) -> int:
     """Records on the embedded log that their projector (identity, profile, segments) has not applied."""
+    return sum(backlogs(data_dir).values())
+
+
+def backlogs(data_dir: Path) -> dict[str, int]:
+    """Each projector's records not yet applied (which one falls behind)."""
     with sqlite3.connect(f"file:{data_dir / 'log.db'}?mode=ro", uri=True, timeout=30) as log, \
             sqlite3.connect(f"file:{data_dir / 'rapport.db'}?mode=ro", uri=True, timeout=30) as db:
         ends = {(t, p): end for t, p, end in log.execute(
@@ -180,8 +188,11 @@ def backlog(data_dir: Path) -> int:
         applied = {(t, p): o for t, p, o in db.execute(
             "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer IN "
             "('identity', 'profile', 'segments')")}
-    topics = ("events.raw", "events.resolved", "profiles.changed")
-    return sum(end - applied.get(tp, 0) for tp, end in ends.items() if tp[0] in topics)
+    behind = dict.fromkeys(CONSUMED.values(), 0)
+    for (topic, partition), end in ends.items():
+        if topic in CONSUMED:
+            behind[CONSUMED[topic]] += end - applied.get((topic, partition), 0)
+    return behind
 
 
 def max_rate(server: RapportUp, events: int) -> tuple[float, float]:
@@ -256,7 +267,7 @@ def run_merge(args, workdir: Path) -> None:
                 for _ in range(args.merges):
                     if time.monotonic() > deadline:
                         print(f"stopped probing after {args.deadline:.0f} s (--deadline); "
-                              f"records not yet applied: {backlog(server.data_dir):,}")
+                              f"records not yet applied: {backlogs(server.data_dir)}")
                         break
                     began = time.monotonic()
                     latency = probe(server, api, timeout_s=min(120, max(1, deadline - time.monotonic())))
