@@ -69,7 +69,7 @@ class Writes:
     links: list[dict] = field(default_factory=list)
     profiles: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
-    renames: list[dict] = field(default_factory=list)  # {"old", "new"}: a component joined into a new one
+    renames: list[dict] = field(default_factory=list)  # {"held", "into"}: a component joined into a new one
     last_keys: dict[str, str] = field(default_factory=dict)  # known components' greatest keys
 
     def flush(self, session: Session) -> None:
@@ -81,10 +81,10 @@ class Writes:
             session.execute(insert(IdentityEvent), self.events)
         if self.renames:  # in the order made: a component renamed twice ends in the last one
             for model in (IdentityLink, IdentityEvent):
-                _update_each(session, model, self.renames, component=bindparam("new"))
-            _update_each(session, IdentityComponent, self.renames, merged_into=bindparam("new"))
+                _update_each(session, model, self.renames, component=bindparam("into"))
+            _update_each(session, IdentityComponent, self.renames, merged_into=bindparam("into"))
         if self.last_keys:
-            _update_each(session, IdentityComponent, [{"old": c, "key": k} for c, k in self.last_keys.items()],
+            _update_each(session, IdentityComponent, [{"held": c, "key": k} for c, k in self.last_keys.items()],
                          last_key=bindparam("key"))
         self.__init__()
 
@@ -96,9 +96,22 @@ class Writes:
 
 
 def _update_each(session: Session, model, rows: list[dict], **values) -> None:
-    """UPDATE model SET values WHERE component = :old, once per row (one executemany)."""
+    """UPDATE model SET values WHERE component = :held, once per row (one executemany)."""
     table = model.__table__
-    session.connection().execute(update(table).where(table.c.component == bindparam("old")).values(**values), rows)
+    session.connection().execute(update(table).where(table.c.component == bindparam("held")).values(**values), rows)
+
+
+def _joined(names: list[str], target: str, key: str) -> list[dict]:
+    """Rows of the components `names`, each joined into `target`, which holds the last key."""
+    return [{"component": c, "last_key": key if c == target else "", "merged_into": None if c == target else target}
+            for c in sorted(names)]
+
+
+def _links(owners: dict[Identifier, str], component: str, evidence: Evidence) -> list[dict]:
+    """Rows of identifiers first linked by `evidence`, each to its profile, in `component`."""
+    return [{"type": i.type, "value": i.value, "profile_id": p, "component": component,
+             "first_message_id": evidence.message_id, "shared": False, "first_at": evidence.at}
+            for i, p in owners.items()]
 
 
 @dataclass
@@ -164,17 +177,15 @@ class BatchResolver:
         links and events move there and it points there (flushed in Writes.renames)."""
         batch.components[new] = held = batch.components.pop(old)
         batch.links.update(dict.fromkeys(held.owners, new))
-        batch.writes.renames.append({"old": old, "new": new})
+        batch.writes.renames.append({"held": old, "into": new})
 
     @staticmethod
     def _attach(evidence: Evidence, batch: Batch, component: str, profile_id: str, new: set[Identifier]) -> None:
         """The rows of identifiers never seen joining a known person's component, as
         GraphStore makes them: a component each, joined into that one, and their links."""
-        batch.writes.components += [{"component": c, "last_key": "", "merged_into": None if c == component else component}
-                                    for c in sorted(component_of(i) for i in new)]
-        batch.writes.links += [{"type": i.type, "value": i.value, "profile_id": profile_id, "component": component,
-                                "first_message_id": evidence.message_id, "shared": False,
-                                "first_at": evidence.at} for i in sorted(new)]
+        key = batch.components[component].last_key
+        batch.writes.components += _joined([component_of(i) for i in new], component, key)
+        batch.writes.links += _links(dict.fromkeys(new, profile_id), component, evidence)
         batch.links.update({i: component for i in new})
 
     def _new_person(self, evidence: Evidence, batch: Batch) -> tuple[str, str] | None:
@@ -186,13 +197,9 @@ class BatchResolver:
         if refusals:
             return None
         owners, key, writes = graph.owners(), evidence_key(evidence), batch.writes
-        names = sorted(component_of(i) for i in owners)
-        target = names[0]
-        writes.components += [{"component": c, "last_key": key if c == target else "",
-                               "merged_into": None if c == target else target} for c in names]
-        writes.links += [{"type": i.type, "value": i.value, "profile_id": p, "component": target,
-                          "first_message_id": evidence.message_id, "shared": False, "first_at": evidence.at}
-                         for i, p in owners.items()]
+        target = min(component_of(i) for i in owners)
+        writes.components += _joined([component_of(i) for i in owners], target, key)
+        writes.links += _links(owners, target, evidence)
         for group in groups_of(owners):
             named = min(group, key=self.rules.rank)
             writes.profiles.append({"profile_id": owners[named], "named_type": named.type,
