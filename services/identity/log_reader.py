@@ -6,9 +6,9 @@ consumer assigned to the partitions.
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 
+from services.runtime import jsoncodec
 from services.runtime.log import Log, TopicPartition
 from services.runtime.sealing import open_values
 
@@ -19,8 +19,8 @@ def read_at(log: Log, positions: list[tuple[str, int, int]]) -> dict[tuple[str, 
     raw = _read_raw(log, positions)
     keystore = getattr(log, "keystore", None)
     if keystore is None:
-        return {at: json.loads(value) for at, value in raw.items()}
-    return {at: json.loads(opened) for at, opened in zip(raw, open_values(keystore, list(raw.values())))
+        return {at: jsoncodec.loads(value) for at, value in raw.items()}
+    return {at: jsoncodec.loads(opened) for at, opened in zip(raw, open_values(keystore, list(raw.values())))
             if opened is not None}
 
 

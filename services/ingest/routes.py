@@ -24,6 +24,7 @@ from services.ingest.domain.mapping import messages_from
 from services.ingest.domain.wire import (CALLS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, SHORT_PATHS,
                                          batch_items, call_of, write_key_in)
 from services.ingest.service import Ingest, Outcome
+from services.runtime import jsoncodec
 from services.runtime.clock import now
 from services.runtime.http import ApiError, error_body
 from services.runtime.log import LogUnavailable
@@ -49,17 +50,14 @@ async def blocking(fn, *args):
 
 
 class JSONResponse(Response):
-    """A JSON answer encoded with orjson (the standard library's encoder where it can't)."""
+    """A JSON answer encoded by orjson (`jsoncodec`)."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
         if content is _SUCCESS:
             return _SUCCESS_JSON
-        try:
-            return orjson.dumps(content)
-        except TypeError:
-            return json.dumps(content, separators=(",", ":"), default=str).encode()
+        return jsoncodec.dumps(content)
 
 
 def write_key_of(request: Request) -> str | None:

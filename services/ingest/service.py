@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-
-import orjson
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from services.ingest.domain.wire import MAX_EVENT_BYTES, size_of
 from services.ingest.records import IngestRecords
 from services.ingest.sources import SourceView
 from services.ingest.tables import Source
-from services.runtime import metrics, topics
+from services.runtime import jsoncodec, metrics, topics
 from services.runtime.clock import format_time, now
 from services.runtime.db import reading
 from services.runtime.http import ApiError
@@ -142,7 +140,7 @@ class Ingest:
         checks = [self._check(source, items, at) for (source, items), at in zip(requests, received)]
         fresh_of = self._fresh_many([(source, c.events) for (source, _), c in zip(requests, checks)])
         self.log.append(topics.EVENTS_RAW, self._sealed(
-            [(e, Message(partition_key(e), _encoded(e))) for fresh, _dupes in fresh_of for e in fresh]))
+            [(e, Message(partition_key(e), jsoncodec.dumps(e))) for fresh, _dupes in fresh_of for e in fresh]))
         self.log.append(topics.EVENTS_REJECTED, self._sealed([
             (body, _rejected_message(source, kind, body, rejection, at))
             for (source, _), c, at in zip(requests, checks, received)
@@ -214,14 +212,6 @@ class Ingest:
                     fresh.append(event)
             result.append((fresh, len(events) - len(fresh)))
         return result
-
-
-def _encoded(event: dict) -> bytes:
-    """What Message.of would write, by orjson (the standard library's encoder where it can't)."""
-    try:
-        return orjson.dumps(event)
-    except TypeError:
-        return json.dumps(event, separators=(",", ":"), default=str).encode()
 
 
 def _count(source_id: str, accepted: int, duplicates: int, rejections: list[Rejection]) -> None:

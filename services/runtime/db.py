@@ -22,6 +22,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
+from services.runtime import jsoncodec
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -68,10 +70,11 @@ class UtcDateTime(TypeDecorator):
 
 def make_engine(url: str, *, durable: bool = False) -> Engine:
     """An engine for `url`. `durable` makes SQLite fsync every commit (the embedded log)."""
+    codec = {"json_serializer": jsoncodec.dumps_text, "json_deserializer": jsoncodec.loads}
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **codec)
     _make_parent_dir(url)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, **codec)
 
     @event.listens_for(engine, "connect")
     def _sqlite_connect(dbapi_connection, _record):

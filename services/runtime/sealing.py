@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import os
 import threading
 import time
@@ -42,7 +41,7 @@ from sqlalchemy import LargeBinary, String, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.runtime import topics
+from services.runtime import jsoncodec, topics
 from services.runtime.clock import now
 from services.runtime.db import (Base, UtcDateTime, in_chunks, insert_new, insert_new_rows, make_engine, reading,
                                  writing)
@@ -213,12 +212,12 @@ def is_sealed(value: bytes) -> bool:
 
 
 def kids_of(value: bytes) -> list[str]:
-    return json.loads(value)["kids"] if is_sealed(value) else []
+    return jsoncodec.loads(value)["kids"] if is_sealed(value) else []
 
 
 def unseal(value: bytes, keys: dict[str, bytes | None]) -> bytes | None:
     """The plaintext of a sealed value, or None when a key is destroyed or the data is forged."""
-    return _opened(value, json.loads(value) if is_sealed(value) else None, keys)
+    return _opened(value, jsoncodec.loads(value) if is_sealed(value) else None, keys)
 
 
 def _opened(value: bytes, header: dict | None, keys: dict[str, bytes | None]) -> bytes | None:
@@ -240,7 +239,7 @@ def _opened(value: bytes, header: dict | None, keys: dict[str, bytes | None]) ->
 def open_values(keystore: KeyStore, values: Sequence[bytes]) -> list[bytes | None]:
     """Each value opened (clear ones as they are), None where it can't be: one read of the
     keys for them all, each header parsed once."""
-    headers = [json.loads(v) if is_sealed(v) else None for v in values]
+    headers = [jsoncodec.loads(v) if is_sealed(v) else None for v in values]
     kids = {kid for header in headers if header is not None for kid in header["kids"]}
     keys = keystore.opening_keys(kids) if kids else {}
     return [_opened(value, header, keys) for value, header in zip(values, headers)]
@@ -258,7 +257,7 @@ def read_json(log, records: Sequence[Record]) -> list:
     """The JSON of the records a reader of `log` (a SealingLog) can open, in order."""
     keystore = getattr(log, "keystore", None)
     opened = open_records(keystore, records)[0] if keystore is not None else records
-    return [json.loads(r.value) for r in opened]
+    return [jsoncodec.loads(r.value) for r in opened]
 
 
 def seal_messages(keystore: KeyStore, items: Sequence[tuple[list[str], Message]]) -> list[Message | None]:

@@ -9,10 +9,11 @@ where to start on every partition assignment.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from services.runtime import jsoncodec
 
 
 class LogUnavailable(RuntimeError):
@@ -34,7 +35,7 @@ class Message:
 
     @classmethod
     def of(cls, key: str | None, value: Any) -> "Message":
-        return cls(key, json.dumps(value, separators=(",", ":"), default=str).encode())
+        return cls(key, jsoncodec.dumps(value))
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Record:
         return TopicPartition(self.topic, self.partition)
 
     def json(self) -> Any:
-        return json.loads(self.value)
+        return jsoncodec.loads(self.value)
 
 
 # Called on every assignment with the partitions now owned; answers the offset to

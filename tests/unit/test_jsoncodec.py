@@ -1,0 +1,41 @@
+"""The JSON codec every log message and JSON column goes through: orjson's speed, the
+standard library's meaning (its fallback covers what orjson refuses)."""
+import json
+from datetime import datetime, timezone
+
+from hypothesis import given, strategies as st
+from sqlalchemy import Column, Integer, MetaData, Table, insert, select
+
+from services.runtime import jsoncodec
+from services.runtime.db import Json, make_engine
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                         | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
+
+
+@given(documents)
+def test_a_document_reads_back_as_the_standard_library_reads_its_own(value):
+    assert jsoncodec.loads(jsoncodec.dumps(value)) == json.loads(json.dumps(value))
+
+
+def test_what_orjson_refuses_falls_back_to_the_standard_library():
+    assert jsoncodec.loads(jsoncodec.dumps({"n": 2**70})) == {"n": 2**70}  # past 64 bits
+    assert jsoncodec.loads(jsoncodec.dumps({1: "a"})) == {"1": "a"}  # a key that isn't a string
+    assert jsoncodec.loads(b'{"x": NaN}')["x"] != jsoncodec.loads(b'{"x": NaN}')["x"]  # NaN read
+
+
+def test_objects_are_written_as_their_text_as_before():
+    at = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+    assert jsoncodec.dumps({"at": at}) == json.dumps({"at": at}, separators=(",", ":"), default=str).encode()
+
+
+def test_json_columns_use_the_codec(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'codec.db'}")
+    table = Table("docs", MetaData(), Column("id", Integer, primary_key=True), Column("doc", Json))
+    table.create(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(table), [{"id": 1, "doc": {"big": 2**70, "at": datetime(2026, 1, 5, tzinfo=timezone.utc)}}])
+        stored = conn.exec_driver_sql("SELECT doc FROM docs").scalar()
+        assert conn.execute(select(table.c.doc)).scalar() == {"big": 2**70, "at": "2026-01-05 00:00:00+00:00"}
+    assert stored == '{"big":%d,"at":"2026-01-05 00:00:00+00:00"}' % 2**70  # the codec's compact form
