@@ -48,12 +48,18 @@ class ProfileTicker(BackgroundLoop):
 
     def tick(self) -> int:
         """Recompute the profiles that are due; answers how many."""
+        if not self.anything_due():
+            return 0  # most seconds: no write transaction, so no turn taken from the projectors
         with writing(self.engine) as session:
             due = session.scalars(select(Profile.profile_id).where(Profile.due_at <= self.clock())
                                   .order_by(Profile.due_at).limit(self.batch_size)
                                   .with_for_update(skip_locked=True)).all()
             publish_all(self.log, self.handler.recompute(session, list(due)))
         return len(due)
+
+    def anything_due(self) -> bool:
+        with reading(self.engine) as session:
+            return session.scalar(select(Profile.profile_id).where(Profile.due_at <= self.clock()).limit(1)) is not None
 
     def refresh_rfm_if_stale(self) -> None:
         moment = self.clock()

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ingest.domain.mapping import messages_from
-from services.ingest.domain.normalise import normal_email, normal_phone, normalised_identifiers
+from services.ingest.domain.normalise import _email, _phone, normal_email, normal_phone, normalised_identifiers
 from services.ingest.domain.ratelimit import TokenBucket
 from services.ingest.domain.wire import batch_items, call_of, corrected_timestamp, write_key_in
 
@@ -28,6 +28,17 @@ def test_an_email_is_trimmed_lower_cased_and_valid(text, normal):
     (14155552671, "US", "+14155552671"), ("call me", "GB", None)])
 def test_a_phone_is_e164_or_nothing(text, region, normal):
     assert normal_phone(text, region) == normal
+
+
+def test_only_short_texts_are_kept_by_the_normalisers_caches():
+    """A client sending ever new 30 KB "emails" must not grow the process: what is too long
+    to be an address or a number is normalised without being cached."""
+    long_email, long_phone = "a" * 400 + "@example.com", "1" * 400
+    before = (_email.cache_info().currsize, _phone.cache_info().currsize)
+    assert normal_email(long_email) is None and normal_phone(long_phone, "GB") is None
+    assert (_email.cache_info().currsize, _phone.cache_info().currsize) == before
+    assert normal_email(" Cached@Example.com") == "cached@example.com"
+    assert _email.cache_info().currsize == before[0] + 1 or _email.cache_info().hits > 0
 
 
 def test_a_local_phone_is_read_in_the_country_of_the_address_or_the_locale():

@@ -8,9 +8,6 @@ from services.identity.domain import normalise as norm
 from services.identity.domain.rules import DEFAULT_RULES, Rules
 from services.runtime.envelope import as_object
 
-EXTERNAL = "externalId:"
-
-
 @dataclass(frozen=True, order=True)
 class Identifier:
     type: str
@@ -41,14 +38,15 @@ def identifiers_of(event: dict, rules: Rules = DEFAULT_RULES) -> list[Identifier
     """Every identifier the rules find in `event`, blocked values left out, strongest first."""
     external = _external_ids(event)
     found: set[Identifier] = set()
-    for name, rule in rules.types.items():
-        for source in rule.sources:
-            raws = external.pop(source[len(EXTERNAL):], []) if source.startswith(EXTERNAL) \
-                else [_at(event, source)]
-            values = {v for raw in raws if (v := normalise(name, raw, rules)) is not None}
-            if any(raw is not None for raw in raws):
-                found |= {Identifier(name, v) for v in values}
-                break  # the first source that states a value wins (identify's traits first)
+    for name, sources in rules.reading_plan:
+        for external_type, path in sources:
+            raws = external.pop(external_type, ()) if external_type else (_at_path(event, path),)
+            stated = [raw for raw in raws if raw is not None]
+            if stated:  # the first source that states a value wins (identify's traits first)
+                for raw in stated:
+                    if (value := normalise(name, raw, rules)) is not None:
+                        found.add(Identifier(name, value))
+                break
     for type_, raws in external.items():  # custom types: externalIds no rule claims
         found |= {Identifier(type_, v) for raw in raws if (v := normalise(type_, raw, rules))}
     return sorted(found, key=rules.rank)
@@ -75,9 +73,15 @@ def sealing_identifiers(event: dict, rules: Rules = DEFAULT_RULES) -> list[Ident
 
 
 def _at(event: dict, path: str) -> Any:
+    return _at_path(event, tuple(path.split(".")))
+
+
+def _at_path(event: dict, parts: tuple[str, ...]) -> Any:
     value: Any = event
-    for part in path.split("."):
-        value = as_object(value).get(part)
+    for part in parts:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
     return value
 
 

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ DEFAULT_TYPES: dict[str, dict[str, Any]] = {
 }
 # context.externalIds types that no rule names become identifier types of their own.
 DEFAULT_CUSTOM = {"priority": 20, "limit": 1, "kind": "id"}
+EXTERNAL = "externalId:"  # a source naming a context.externalIds type
 DEFAULT_BLOCKED_VALUES = ("", "null", "none", "undefined", "nan", "0", "-1", "anonymous",
                           "test@test.com", "n/a", "unknown")
 
@@ -62,6 +64,13 @@ class Rules:
 
     def rule(self, type_: str) -> TypeRule:
         return self.types.get(type_) or replace(self.custom, name=type_)
+
+    @cached_property
+    def reading_plan(self) -> list[tuple[str, list[tuple[str | None, tuple[str, ...]]]]]:
+        """Each type's sources split once (every event reads them all): (externalIds type,
+        ()) or (None, a dotted path's parts)."""
+        return [(name, [(s[len(EXTERNAL):], ()) if s.startswith(EXTERNAL) else (None, tuple(s.split(".")))
+                        for s in rule.sources]) for name, rule in self.types.items()]
 
     def rank(self, identifier) -> tuple:
         """Strongest first; a total order, so every tie-break built on it is deterministic."""

@@ -5,6 +5,7 @@ use the same ones for matching. Traits stay as the person sent them.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -17,8 +18,20 @@ def normal_email(text: Any) -> str | None:
     """Trimmed, lower-cased and valid (syntax only, no DNS), or None."""
     if not isinstance(text, str) or not text.strip():
         return None
+    text = text.strip()
+    return _email(text) if len(text) <= CACHED_LENGTH else _email.__wrapped__(text)
+
+
+# People come back: the same address or number is normalised again on each of their
+# events, by ingest and by identity; the validators cost tens of microseconds a value.
+# Longer texts (never a valid address or number) aren't kept, so the caches stay small.
+CACHED_LENGTH = 320
+
+
+@lru_cache(maxsize=1 << 16)
+def _email(text: str) -> str | None:
     try:
-        return validate_email(text.strip(), check_deliverability=False).normalized.lower()
+        return validate_email(text, check_deliverability=False).normalized.lower()
     except EmailNotValidError:
         return None
 
@@ -32,8 +45,14 @@ def normal_phone(text: Any, region: str | None = None) -> str | None:
         text = str(text)
     if not isinstance(text, str) or not text.strip():
         return None
+    region = region.upper() if region else None
+    return _phone(text, region) if len(text) <= CACHED_LENGTH else _phone.__wrapped__(text, region)
+
+
+@lru_cache(maxsize=1 << 16)
+def _phone(text: str, region: str | None) -> str | None:
     try:
-        number = phonenumbers.parse(text, region.upper() if region else None)
+        number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_valid_number(number):
