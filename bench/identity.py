@@ -277,7 +277,7 @@ def run_merge(args, workdir: Path) -> None:
                 seconds = time.monotonic() - background.started
             print(f"background: {background.sent / seconds:,.0f} events/s sent ({background.failed} failed requests)")
     ms = [x * 1000 for x in latencies]
-    print(f"time to merge, {len(ms)} merges ({lost} not seen within 120 s): p50 {percentile(ms, 50):.0f} ms, "
+    print(f"time to merge, {len(ms)} merges ({lost} not seen within 120 s or by the deadline): p50 {percentile(ms, 50):.0f} ms, "
           f"p99 {percentile(ms, 99):.0f} ms, max {max(ms, default=math.nan):.0f} ms")
 
 

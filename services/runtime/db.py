@@ -16,7 +16,8 @@ from typing import Any
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, MetaData, and_, create_engine, event, false, or_
+from sqlalchemy import (JSON, DateTime, MetaData, and_, bindparam, cast, create_engine, event, false, func, or_,
+                        select)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -198,12 +199,24 @@ def insert_new_rows(session: Session, model: Any, rows: Sequence[dict], keys: Se
     """Insert the rows whose keys don't exist yet, in one statement; answers the new keys."""
     if not rows:
         return set()
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     table = model.__table__
-    statement = (dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
-                 .returning(*(table.c[k] for k in keys)))
-    result = session.connection().execute(statement, list(rows))
-    return {tuple(row) for row in result}
+    if session.get_bind().dialect.name == "postgresql":
+        statement = _unnest_insert(table, list(rows[0]))
+        parameters = {f"column_{n}": [row[name] for row in rows] for n, name in enumerate(rows[0])}
+    else:
+        statement, parameters = sqlite.insert(table), list(rows)
+    statement = statement.on_conflict_do_nothing(index_elements=list(keys)).returning(*(table.c[k] for k in keys))
+    return {tuple(row) for row in session.connection().execute(statement, parameters)}
+
+
+def _unnest_insert(table: Any, names: list[str]) -> Any:
+    """INSERT INTO table (names) SELECT unnest(:column_0), unnest(:column_1), ...: one array
+    parameter a column. A multi-row VALUES has a parameter a value, and psycopg parses every
+    such statement afresh (it caches statements of up to 50 parameters): that parsing was a
+    sixth of the profile projector's time."""
+    arrays = [cast(bindparam(f"column_{n}", type_=postgresql.ARRAY(table.c[name].type)),
+                   postgresql.ARRAY(table.c[name].type)) for n, name in enumerate(names)]
+    return postgresql.insert(table).from_select(names, select(*(func.unnest(a) for a in arrays)))
 
 
 def insert_new(session: Session, model: Any, row: dict, keys: Iterable[str]) -> bool:

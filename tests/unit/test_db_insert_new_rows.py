@@ -1,0 +1,56 @@
+"""`insert_new_rows`: the new keys, and exactly the rows a plain INSERT would store, on
+SQLite and PostgreSQL; on PostgreSQL in a statement of one parameter a column."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, event, insert, select
+from sqlalchemy.orm import Session
+
+from services.runtime.db import Json, UtcDateTime, insert_new_rows, make_engine
+
+METADATA = MetaData()
+ROWS = Table("rows_tried", METADATA, Column("key", String(64), primary_key=True), Column("n", Integer),
+             Column("doc", Json), Column("at", UtcDateTime), Column("raw", LargeBinary))
+PLAIN = Table("rows_plain", METADATA, *(Column(c.name, c.type, primary_key=c.primary_key) for c in ROWS.c))
+T0 = datetime(2026, 1, 5, 8, tzinfo=timezone.utc)
+
+
+class Tried:
+    __table__ = ROWS
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request, tmp_path):
+    url = (f"sqlite:///{tmp_path / 'rows.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    engine = make_engine(url)
+    METADATA.create_all(engine)
+    yield engine
+    METADATA.drop_all(engine)
+    engine.dispose()
+
+
+def rows(keys) -> list[dict]:
+    return [{"key": f"k{k}", "n": k, "doc": [None, {"k": k, "é": [1.5, "x"]}, "text", k][k % 4],
+             "at": None if k % 5 == 0 else T0 + timedelta(microseconds=k), "raw": bytes([k % 256, 0])}
+            for k in keys]
+
+
+def test_only_new_keys_are_inserted_and_answered_as_a_plain_insert_stores_them(engine):
+    with Session(engine) as session, session.begin():
+        assert insert_new_rows(session, Tried, rows(range(0, 300)), ["key"]) == {(f"k{k}",) for k in range(300)}
+        assert insert_new_rows(session, Tried, rows(range(250, 600)), ["key"]) == {(f"k{k}",) for k in range(300, 600)}
+        session.execute(insert(PLAIN), rows(range(0, 600)))
+    with engine.connect() as conn:
+        tried, plain = (conn.execute(select(t).order_by(t.c.key)).all() for t in (ROWS, PLAIN))
+    assert tried == plain  # JSON null stays JSON null, bytes, times to the microsecond
+
+
+def test_a_batch_on_postgresql_binds_one_parameter_a_column(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's statement")
+    sent = []
+    event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[3]))
+    with Session(engine) as session, session.begin():
+        insert_new_rows(session, Tried, rows(range(500)), ["key"])
+    assert [len(parameters) for parameters in sent] == [len(ROWS.c)]  # not 500 x 5
