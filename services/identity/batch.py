@@ -28,7 +28,7 @@ from services.identity.domain.resolution import Evidence, Graph, groups_of
 from services.identity.store import (GraphStore, component_of, event_row, evidence_key, links_of,
                                      resolved_event)
 from services.identity.tables import IdentityComponent, IdentityEvent, IdentityLink, IdentityProfile
-from services.runtime.db import in_chunks, insert_new_rows
+from services.runtime.db import each_in, insert_new_rows
 from services.runtime.projector import Output, RetryBatch
 
 Item = tuple[dict, Evidence, tuple[str, int, int]]  # (event, its evidence, its position in the log)
@@ -210,18 +210,16 @@ class BatchResolver:
 
     def _resolved_already(self, message_ids: list[str]) -> set[str]:
         found: set[str] = set()
-        for chunk in in_chunks(message_ids):
-            found.update(self.session.scalars(select(IdentityEvent.message_id).where(
-                IdentityEvent.message_id.in_(chunk))))
+        for condition in each_in(self.session, IdentityEvent.message_id, message_ids):
+            found.update(self.session.scalars(select(IdentityEvent.message_id).where(condition)))
         return found
 
     def _without_history(self, identifiers: set[Identifier]) -> set[Identifier]:
         """Those never linked: no component is left named after them (one that is, from an
         identifier blocked or split off before, keeps its last key: GraphStore decides)."""
         named = {component_of(i): i for i in identifiers}
-        for chunk in in_chunks(named):
-            for component in self.session.scalars(select(IdentityComponent.component).where(
-                    IdentityComponent.component.in_(chunk))):
+        for condition in each_in(self.session, IdentityComponent.component, named):
+            for component in self.session.scalars(select(IdentityComponent.component).where(condition)):
                 identifiers = identifiers - {named[component]}
         return identifiers
 
@@ -234,17 +232,15 @@ class BatchResolver:
             todo = set(links.values()) - set(locked)
             if not todo:
                 break
-            for chunk in in_chunks(todo):  # sorted
+            for condition in each_in(self.session, IdentityComponent.component, todo):  # sorted
                 for component, last_key in self.session.execute(
-                        select(IdentityComponent.component, IdentityComponent.last_key)
-                        .where(IdentityComponent.component.in_(chunk))
+                        select(IdentityComponent.component, IdentityComponent.last_key).where(condition)
                         .order_by(IdentityComponent.component).with_for_update()):
                     locked[component] = Component(last_key)
-        for chunk in in_chunks(set(links.values())):
+        for condition in each_in(self.session, IdentityLink.component, set(links.values())):
             for t, v, profile_id, component, shared, first_at in self.session.execute(
                     select(IdentityLink.type, IdentityLink.value, IdentityLink.profile_id,
-                           IdentityLink.component, IdentityLink.shared, IdentityLink.first_at)
-                    .where(IdentityLink.component.in_(chunk))):
+                           IdentityLink.component, IdentityLink.shared, IdentityLink.first_at).where(condition)):
                 held, identifier = locked[component], Identifier(t, v)
                 held.owners[identifier] = profile_id
                 if shared:

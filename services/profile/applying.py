@@ -7,6 +7,7 @@ then updated for the new ones only, with traits merged in memory by last write w
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
@@ -16,15 +17,16 @@ from services.profile.domain.traits import TraitValue, consent_of, traits_of, wi
 from services.profile.tables import (Profile, ProfileAlias, ProfileConsent, ProfileEvent, ProfileIdentity,
                                      ProfileTrait)
 from services.runtime.clock import parse_time
-from services.runtime.db import in_chunks, insert_new_rows, upsert
+from services.runtime.db import each_in, insert_new_rows, upsert
 from services.runtime.envelope import as_object
 
 TRAIT_COLUMNS = ("value", "at", "message_id", "source")
 
 
 def survivors_of(session: Session, profile_ids: set[str]) -> dict[str, str]:
-    aliases = dict(session.execute(select(ProfileAlias.absorbed, ProfileAlias.survivor)
-                                   .where(ProfileAlias.absorbed.in_(profile_ids))).all())
+    aliases = {absorbed: survivor for condition in each_in(session, ProfileAlias.absorbed, profile_ids)
+               for absorbed, survivor in session.execute(select(ProfileAlias.absorbed, ProfileAlias.survivor)
+                                                         .where(condition))}
     return {p: aliases.get(p, p) for p in profile_ids}
 
 
@@ -32,8 +34,8 @@ def traits_by_profile(session: Session, profile_ids, model=ProfileTrait) -> dict
     """Last-write-wins values (traits, or consent with model=ProfileConsent) per profile."""
     found: dict[str, dict[str, TraitValue]] = defaultdict(dict)
     columns = (model.profile_id, model.name, model.value, model.at, model.message_id, model.source)
-    for ids in in_chunks(profile_ids):  # rows, not ORM objects: a batch reads thousands
-        for profile_id, name, *value in session.execute(select(*columns).where(model.profile_id.in_(ids))):
+    for condition in each_in(session, model.profile_id, profile_ids):  # rows, not ORM objects: thousands
+        for profile_id, name, *value in session.execute(select(*columns).where(condition)):
             found[profile_id][name] = TraitValue(*value)
     return found
 
@@ -57,7 +59,16 @@ def timeline_row(profile_id: str, event: dict, version: int) -> dict:
             "version": version}
 
 
-def apply_events(session: Session, messages: list[dict]) -> tuple[dict[str, set[str]], set[str]]:
+@dataclass
+class Applied:
+    changed: dict[str, set[str]] = field(default_factory=dict)  # profile -> names of changed traits
+    moved_from: set[str] = field(default_factory=set)  # profiles that lost events (to rebuild)
+    # each changed profile's traits and consent as now written, so recompute needn't read them
+    traits: dict[str, dict[str, TraitValue]] = field(default_factory=dict)
+    consent: dict[str, dict[str, TraitValue]] = field(default_factory=dict)
+
+
+def apply_events(session: Session, messages: list[dict]) -> Applied:
     """Apply resolved events; answers the profiles they changed (each with its changed trait
     names), and the profiles that lost events moved elsewhere (to rebuild from the rest).
 
@@ -75,21 +86,23 @@ def apply_events(session: Session, messages: list[dict]) -> tuple[dict[str, set[
         "type": i["type"], "value": i["value"], "profile_id": owner[m["profile_id"]]}
         for m in messages for i in m.get("identifiers", [])}.values()), keys=["type", "value", "profile_id"])
     if not fresh:
-        return {}, moved_from
+        return Applied(moved_from=moved_from)
     _count(session, [row for row, _ in fresh])
-    changed = {row["profile_id"]: set() for row, _ in fresh}
-    for profile_id, name in _merge_traits(session, fresh, traits_of, ProfileTrait):
-        changed[profile_id].add(name)
-    for profile_id, purpose in _merge_traits(session, fresh, consent_of, ProfileConsent):
-        changed[profile_id].add(f"consent.{purpose}")
-    return changed, moved_from
+    applied = Applied({row["profile_id"]: set() for row, _ in fresh}, moved_from)
+    applied.traits, changed_traits = _merge_traits(session, fresh, traits_of, ProfileTrait)
+    applied.consent, changed_consent = _merge_traits(session, fresh, consent_of, ProfileConsent)
+    for profile_id, name in changed_traits:
+        applied.changed[profile_id].add(name)
+    for profile_id, purpose in changed_consent:
+        applied.changed[profile_id].add(f"consent.{purpose}")
+    return applied
 
 
 def _sort_out(session: Session, latest: dict[str, tuple[dict, dict]]) -> tuple[list, set[str]]:
     """Which messages are new to their profile; a move takes the event from its old holder."""
-    held = {mid: (pid, version) for mid, pid, version in session.execute(
-        select(ProfileEvent.message_id, ProfileEvent.profile_id, ProfileEvent.version)
-        .where(ProfileEvent.message_id.in_(list(latest))))}
+    held = {mid: (pid, version) for condition in each_in(session, ProfileEvent.message_id, latest)
+            for mid, pid, version in session.execute(
+                select(ProfileEvent.message_id, ProfileEvent.profile_id, ProfileEvent.version).where(condition))}
     fresh, moved_from = [], set()
     for mid, (row, message) in latest.items():
         holder, version = held.get(mid, (None, None))
@@ -109,7 +122,8 @@ def _sort_out(session: Session, latest: dict[str, tuple[dict, dict]]) -> tuple[l
 
 def _count(session: Session, rows: list[dict]) -> None:
     ids = {r["profile_id"] for r in rows}
-    profiles = {p.profile_id: p for p in session.scalars(select(Profile).where(Profile.profile_id.in_(ids)))}
+    profiles = {p.profile_id: p for condition in each_in(session, Profile.profile_id, ids)
+                for p in session.scalars(select(Profile).where(condition))}
     for row in rows:
         at: datetime = row["timestamp"]
         profile = profiles.get(row["profile_id"])
@@ -122,8 +136,10 @@ def _count(session: Session, rows: list[dict]) -> None:
         profile.version += 1
 
 
-def _merge_traits(session: Session, fresh: list[tuple[dict, dict]], stated, model) -> set[tuple[str, str]]:
-    """Last write wins per name (of `stated(event)`); answers (profile, name) pairs whose value changed."""
+def _merge_traits(session: Session, fresh: list[tuple[dict, dict]], stated,
+                  model) -> tuple[dict[str, dict[str, TraitValue]], set[tuple[str, str]]]:
+    """Last write wins per name (of `stated(event)`); answers the profiles' values now, and
+    the (profile, name) pairs whose value changed."""
     current = traits_by_profile(session, {row["profile_id"] for row, _ in fresh}, model)
     before = {pid: {n: t.value for n, t in traits.items()} for pid, traits in current.items()}
     writes: dict[tuple[str, str], TraitValue] = {}
@@ -134,4 +150,5 @@ def _merge_traits(session: Session, fresh: list[tuple[dict, dict]], stated, mode
         for name, value in winners(current[pid], incoming).items():
             current[pid][name] = writes[(pid, name)] = value
     write_traits(session, writes, model)
-    return {(pid, name) for pid, name in writes if before.get(pid, {}).get(name) != writes[(pid, name)].value}
+    return dict(current), {(pid, name) for pid, name in writes
+                           if before.get(pid, {}).get(name) != writes[(pid, name)].value}

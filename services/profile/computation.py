@@ -15,7 +15,7 @@ from services.profile.domain.crm import CrmSettings, crm_metrics
 from services.profile.domain.timeline import TimelineEvent
 from services.profile.tables import ComputedTraitDefinition, Profile, ProfileEvent
 from services.runtime.clock import format_time, now
-from services.runtime.db import in_chunks
+from services.runtime.db import each_in
 
 
 @dataclass
@@ -63,9 +63,9 @@ TIMELINE = (ProfileEvent.profile_id, ProfileEvent.message_id, ProfileEvent.type,
 def timelines_of(session: Session, profile_ids: list[str]) -> dict[str, list[TimelineEvent]]:
     """Rows, not ORM objects: a batch reads every event of its profiles, and only these columns."""
     found: dict[str, list[TimelineEvent]] = {}
-    for chunk in in_chunks(profile_ids):
+    for condition in each_in(session, ProfileEvent.profile_id, profile_ids):
         for profile_id, message_id, type_, name, at, properties, source, channel in session.execute(
-                select(*TIMELINE).where(ProfileEvent.profile_id.in_(chunk))):
+                select(*TIMELINE).where(condition)):
             found.setdefault(profile_id, []).append(
                 TimelineEvent(message_id, type_, name, at, properties or {}, source, channel))
     return found

@@ -10,14 +10,14 @@ from itertools import groupby
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from services.profile.applying import apply_events, survivors_of, traits_by_profile, write_traits
+from services.profile.applying import Applied, apply_events, survivors_of, traits_by_profile, write_traits
 from services.profile.computation import Computation
 from services.profile.domain.traits import TraitValue, visible, winners
 from services.profile.tables import (Profile, ProfileAlias, ProfileConsent, ProfileEvent, ProfileIdentity,
                                      ProfileTrait)
 from services.runtime import topics
 from services.runtime.clock import format_time
-from services.runtime.db import upsert
+from services.runtime.db import each_in, upsert
 from services.runtime.log import Message, Record
 from services.runtime.projector import Output
 
@@ -38,14 +38,18 @@ class ProfileHandler:
         absorbed: dict[str, str] = {}
         emptied: set[str] = set()  # split apart, waiting for their re-published events
         messages = [m for m in (record.json() for record in batch) if m["kind"] in KINDS]
-        for kind, run in groupby(messages, key=lambda m: m["kind"]):
-            for message in run if kind != "event" else [list(run)]:
+        runs = [(kind, list(run)) for kind, run in groupby(messages, key=lambda m: m["kind"])]
+        known = None  # traits as written, when nothing but one run of events wrote any
+        for kind, run in runs:
+            for message in run if kind != "event" else [run]:
                 if kind == "event":
-                    applied, moved_from = apply_events(session, message)
-                    for profile_id, names in sorted(applied.items()):
+                    applied = apply_events(session, message)
+                    for profile_id, names in sorted(applied.changed.items()):
                         changed.setdefault(profile_id, set()).update(names)
-                    for profile_id in sorted(moved_from):
+                    for profile_id in sorted(applied.moved_from):
                         rebuild_profile(session, profile_id, changed, emptied)
+                    if len(runs) == 1 and not applied.moved_from:
+                        known = applied
                 elif kind == "merge":
                     merge_profiles(session, message["survivor"], message["absorbed"], changed, absorbed)
                 else:
@@ -56,20 +60,21 @@ class ProfileHandler:
         return ([(topics.PROFILES_CHANGED, Message.of(a, {"profile_id": a, "merged_into": s}))
                  for a, s in absorbed.items()] +
                 [(topics.PROFILES_CHANGED, Message.of(p, {"profile_id": p, "removed": True}))
-                 for p in sorted(emptied)] + self.recompute(session, survivors, changed))
+                 for p in sorted(emptied)] + self.recompute(session, survivors, changed, known))
 
     def recompute(self, session: Session, profile_ids: list[str],
-                  trait_changes: dict[str, set[str]] | None = None) -> list[Output]:
+                  trait_changes: dict[str, set[str]] | None = None, known: Applied | None = None) -> list[Output]:
         """Refresh computed traits of changed profiles and announce their new snapshots, each
-        naming what changed so readers re-evaluate only what reads it."""
+        naming what changed so readers re-evaluate only what reads it. `known`: traits and
+        consent the batch has just written, read again only for the profiles it lacks."""
         if not profile_ids:
             return []
         session.flush()
         definitions = self.computation.definitions(session)
-        profiles = {p.profile_id: p for p in session.scalars(
-            select(Profile).where(Profile.profile_id.in_(profile_ids)))}
-        traits = traits_by_profile(session, profiles)
-        consent = traits_by_profile(session, profiles, ProfileConsent)
+        profiles = {p.profile_id: p for condition in each_in(session, Profile.profile_id, profile_ids)
+                    for p in session.scalars(select(Profile).where(condition))}
+        traits = _known_or_read(session, profiles, known.traits if known else {}, ProfileTrait)
+        consent = _known_or_read(session, profiles, known.consent if known else {}, ProfileConsent)
         computed_before = {p: dict(profile.computed or {}) for p, profile in profiles.items()}
         self.computation.refresh_many(session, list(profiles.values()), definitions)
         outputs = []
@@ -82,6 +87,13 @@ class ProfileHandler:
             change["changed"] = None if EVERYTHING in names else sorted(names)
             outputs.append((topics.PROFILES_CHANGED, Message.of(profile_id, change)))
         return outputs
+
+
+def _known_or_read(session: Session, profile_ids, known: dict, model) -> dict[str, dict[str, TraitValue]]:
+    missing = [p for p in profile_ids if p not in known]
+    found = traits_by_profile(session, missing, model)  # a defaultdict: no row, no traits
+    found.update(known)
+    return found
 
 
 def merge_profiles(session: Session, survivor: str, absorbed: str, changed: dict, absorbed_now: dict) -> None:

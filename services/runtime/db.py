@@ -16,7 +16,7 @@ from typing import Any
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, DateTime, MetaData, and_, bindparam, cast, create_engine, event, false, func, or_,
+from sqlalchemy import (JSON, DateTime, MetaData, and_, any_, bindparam, cast, create_engine, event, false, func, or_,
                         select)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -168,6 +168,17 @@ def in_chunks(values: Iterable, size: int = IN_LIST) -> list[list]:
     """`values`, sorted, in lists short enough for one IN (...) each."""
     ordered = sorted(values)
     return [ordered[at:at + size] for at in range(0, len(ordered), size)]
+
+
+def each_in(session: Session, column: Any, values: Iterable) -> Iterator[Any]:
+    """`column IN values` as conditions to query in turn, in sorted order (lock order): on
+    PostgreSQL one `column = ANY(:array)`, one parameter, so SQLAlchemy expands no list and
+    psycopg parses the statement once (it parses statements of over 50 parameters every
+    time); on SQLite IN lists short enough for its parameter limit."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield from (column.in_(chunk) for chunk in in_chunks(values))
+    elif ordered := sorted(values):
+        yield column == any_(bindparam(None, ordered, type_=postgresql.ARRAY(column.type)))
 
 
 def pairs_in(first: Any, second: Any, pairs: Iterable[tuple]) -> Any:

@@ -14,7 +14,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from services.runtime import metrics
-from services.runtime.db import in_chunks, insert_new_rows, pairs_in
+from services.runtime.db import each_in, in_chunks, insert_new_rows, pairs_in
 from services.runtime.projector import Output, RetryBatch
 from services.segments.membership import LIFECYCLE_SEQUENCE_ROW, SEQUENCE_ROW, membership_message, reserve
 from services.segments.tables import (LifecycleStage, LifecycleTransition, MembershipChange, SegmentMember,
@@ -44,13 +44,15 @@ class BatchState:
     @classmethod
     def read(cls, session: Session, profile_ids: set[str]) -> "BatchState":
         snapshots, stages, members = {}, {}, {pid: {} for pid in profile_ids}
-        for ids in in_chunks(profile_ids):
-            rows = session.execute(select(SegmentProfile.__table__).where(SegmentProfile.profile_id.in_(ids))
+        for condition in each_in(session, SegmentProfile.profile_id, profile_ids):
+            rows = session.execute(select(SegmentProfile.__table__).where(condition)
                                    .order_by(SegmentProfile.profile_id).with_for_update())
             snapshots |= {r.profile_id: {c: getattr(r, c) for c in SNAPSHOT} for r in rows}
-            rows = session.execute(select(LifecycleStage.__table__).where(LifecycleStage.profile_id.in_(ids)))
+        for condition in each_in(session, LifecycleStage.profile_id, profile_ids):
+            rows = session.execute(select(LifecycleStage.__table__).where(condition))
             stages |= {r.profile_id: {c: getattr(r, c) for c in STAGE} for r in rows}
-            for r in session.execute(select(SegmentMember.__table__).where(SegmentMember.profile_id.in_(ids))):
+        for condition in each_in(session, SegmentMember.profile_id, profile_ids):
+            for r in session.execute(select(SegmentMember.__table__).where(condition)):
                 members[r.profile_id][r.segment_key] = r.entered_at
         def states() -> dict[str, ProfileState]:
             return {pid: ProfileState(snapshots.get(pid), stages.get(pid), dict(members[pid]))
@@ -103,8 +105,8 @@ def _write_rows(session: Session, model, part: str, before: dict[str, ProfileSta
             new.append({"profile_id": pid, **ended})
         elif was != ended:
             changed.append({"profile_id": pid, **ended})
-    for ids in in_chunks(gone):
-        session.execute(delete(model).where(model.profile_id.in_(ids)))
+    for condition in each_in(session, model.profile_id, gone):
+        session.execute(delete(model).where(condition))
     _insert(session, model, new, ["profile_id"])
     if changed:
         session.execute(update(model), changed)  # by primary key, one executemany

@@ -1,11 +1,17 @@
 """The profile handler's arithmetic on each database: merges, duplicates, what changed."""
 import json
+import uuid
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from services import migrations
+from services.profile.applying import traits_by_profile
 from services.profile.computation import Computation
+from services.profile.domain.traits import visible
 from services.profile.domain.computed import ComputedTrait
 from services.profile.handler import ProfileHandler
 from services.profile.tables import Profile
@@ -114,3 +120,19 @@ def test_a_profile_whose_every_event_moved_away_is_removed(apply):
     out = apply(republished(resolved("c", "m1", 1, 10), "d"))
     assert {"profile_id": "c", "removed": True} in out and profile(apply.engine, "c") is None
     assert profile(apply.engine, "d").event_count == 1
+
+
+@examples(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.tuples(st.sampled_from("pq"), st.integers(1, 9), st.sampled_from(["plan", "city"]),
+                                   st.sampled_from(["pro", "free", None])), min_size=1, max_size=6), max_size=4))
+def test_each_announced_snapshot_holds_the_traits_as_stored(apply, batches):
+    """The snapshot reuses the traits the batch has just merged instead of reading them again:
+    they must be the stored ones, late and redelivered events included."""
+    run = uuid.uuid4().hex[:8]
+    for batch in batches:
+        outputs = apply(*(resolved(f"{run}-{who}", f"{run}-{who}-{day}-{name}", day, None, {name: value})
+                          for who, day, name, value in batch))
+        with reading(apply.engine) as session:
+            for snapshot in (o for o in outputs if "traits" in o):
+                stored = traits_by_profile(session, [snapshot["profile_id"]])[snapshot["profile_id"]]
+                assert snapshot["traits"] == visible(stored)
