@@ -1,12 +1,14 @@
-"""`insert_new_rows`: the new keys, and exactly the rows a plain INSERT would store, on
-SQLite and PostgreSQL; on PostgreSQL in a statement of one parameter a column."""
+"""Statements over many rows: `insert_new_rows` (the new keys, and exactly the rows a plain
+INSERT stores) and `each_in` (exactly the rows of the values), on SQLite and PostgreSQL; on
+PostgreSQL each in one statement of one parameter a column (psycopg parses statements of
+over 50 parameters afresh every time)."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, event, insert, select
 from sqlalchemy.orm import Session
 
-from services.runtime.db import Json, UtcDateTime, insert_new_rows, make_engine
+from services.runtime.db import Json, UtcDateTime, each_in, insert_new_rows, make_engine
 
 METADATA = MetaData()
 ROWS = Table("rows_tried", METADATA, Column("key", String(64), primary_key=True), Column("n", Integer),
@@ -49,8 +51,27 @@ def test_only_new_keys_are_inserted_and_answered_as_a_plain_insert_stores_them(e
 def test_a_batch_on_postgresql_binds_one_parameter_a_column(engine):
     if engine.dialect.name != "postgresql":
         pytest.skip("PostgreSQL's statement")
-    sent = []
-    event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[3]))
+    sent = statements_sent(engine)
     with Session(engine) as session, session.begin():
         insert_new_rows(session, Tried, rows(range(500)), ["key"])
     assert [len(parameters) for parameters in sent] == [len(ROWS.c)]  # not 500 x 5
+
+
+def statements_sent(engine) -> list:
+    sent = []
+    event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[3]))
+    return sent
+
+
+def test_each_in_finds_exactly_the_rows_of_the_values(engine):
+    with Session(engine) as session, session.begin():
+        insert_new_rows(session, Tried, rows(range(0, 1500, 2)), ["key"])
+        sent = statements_sent(engine)
+        wanted = {f"k{k}" for k in range(0, 1500, 3)} | {"absent", "k1,k2", "'"}
+        found = {key for condition in each_in(session, ROWS.c.key, wanted)
+                 for key in session.scalars(select(ROWS.c.key).where(condition))}
+    assert found == {f"k{k}" for k in range(0, 1500, 6)}
+    if engine.dialect.name == "postgresql":
+        assert [len(parameters) for parameters in sent] == [1]  # one array, not 503 values
+    else:
+        assert len(sent) == 2  # lists of up to 500
