@@ -50,6 +50,16 @@ def test_the_write_key_may_be_in_the_body_and_the_body_json_whatever_the_content
     assert raw_events(pipeline, body["messageId"])
 
 
+def test_nan_and_infinity_are_accepted_and_written_as_null(pipeline):
+    """JSON has no NaN: the README's decision. The log holds null, which unsets a trait."""
+    body = ids(traits={"score": float("nan"), "limit": float("inf"), "plan": "pro"})
+    response = pipeline.ingest.post("/v1/identify", content=json.dumps(body),  # NaN, Infinity
+                                    headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert raw_events(pipeline, body["messageId"])[body["messageId"]]["traits"] == {
+        "score": None, "limit": None, "plan": "pro"}
+
+
 def test_a_gzipped_body_is_read(pipeline):
     body = ids(event="Signed Up")
     response = pipeline.ingest.post("/v1/track", content=gzip.compress(json.dumps(body).encode()),
