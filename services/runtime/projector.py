@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from services.runtime import logs, metrics
 from services.runtime.clock import now
-from services.runtime.db import insert_new, writing
+from services.runtime.db import insert_new, pairs_in, writing
 from services.runtime.log import Consumer, Log, LogUnavailable, Message, Record, TopicPartition, publish_all
 from services.runtime.sealing import KeyStore, open_records
 from services.runtime.tables import ConsumerOffset, ParkedEvent
@@ -217,14 +217,16 @@ class Projector:
             metrics.CONSUMER_LAG.labels(self.handler.name, tp.topic, str(tp.partition)).set(records)
 
     def _lock_offsets(self, session: Session, partitions: set[TopicPartition]) -> dict:
-        offsets = {}
-        for tp in sorted(partitions):  # a fixed lock order: two workers never deadlock
-            row = session.scalars(select(ConsumerOffset).filter_by(**self._key(tp))
-                                  .with_for_update()).one_or_none()
-            if row is None:
-                row = ConsumerOffset(**self._key(tp), next_offset=0)
-                session.add(row)
-            offsets[tp] = row
+        """The partitions' offset rows, locked by one statement (a batch takes it each time) in
+        a fixed order, so two workers never deadlock; a missing one is made."""
+        rows = session.scalars(select(ConsumerOffset).where(
+            ConsumerOffset.consumer == self.handler.name,
+            pairs_in(ConsumerOffset.topic, ConsumerOffset.partition, [(tp.topic, tp.partition) for tp in partitions]))
+            .order_by(ConsumerOffset.topic, ConsumerOffset.partition).with_for_update())
+        offsets = {TopicPartition(row.topic, row.partition): row for row in rows}
+        for tp in sorted(partitions - offsets.keys()):
+            offsets[tp] = ConsumerOffset(**self._key(tp), next_offset=0)
+            session.add(offsets[tp])
         return offsets
 
     def publish(self, outputs: list[Output]) -> None:
