@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Any
 
 
-@dataclass(frozen=True)
+# slots and not frozen: a batch builds one per event of every changed profile, and a frozen
+# dataclass's __init__ costs four times as much; the rules only read them.
+@dataclass(slots=True)
 class TimelineEvent:
     message_id: str
     type: str  # track, identify, page, screen, ...
