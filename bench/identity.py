@@ -227,18 +227,18 @@ def max_rate(server: RapportUp, events: int) -> tuple[float, float]:
     return sent / accepted, sent / (time.perf_counter() - started)
 
 
-def probe(server: RapportUp, api: httpx.Client, timeout_s: float = 120) -> float | None:
+def probe(server: RapportUp, api: httpx.Client, timeout_s: float = 120, every_s: float = 0.02) -> float | None:
     """Seconds from an identify's 2xx to the anonymous profile's id reading as the user's."""
     anon, user = f"probe-{uuid.uuid4().hex[:12]}", f"probe-user-{uuid.uuid4().hex[:12]}"
     absorbed, survivor = (new_profile_id(Identifier("anonymous_id", anon)),
                           new_profile_id(Identifier("user_id", user)))
     with httpx.Client(base_url=server.url, auth=(server.write_key(), ""), timeout=30) as ingest:
         ingest.post("/v1/track", json={"anonymousId": anon, "event": "Probe Viewed"}).raise_for_status()
-        if not poll(lambda: api.get(f"/v1/profiles/{absorbed}").status_code == 200, timeout_s):
+        if not poll(lambda: api.get(f"/v1/profiles/{absorbed}").status_code == 200, timeout_s, every_s):
             return None
         ingest.post("/v1/identify", json={"anonymousId": anon, "userId": user}).raise_for_status()
         answered = time.perf_counter()
-    if not poll(lambda: profile_of(api, absorbed) == survivor, timeout_s):
+    if not poll(lambda: profile_of(api, absorbed) == survivor, timeout_s, every_s):
         return None
     return time.perf_counter() - answered
 
@@ -248,8 +248,10 @@ def profile_of(api: httpx.Client, profile_id: str) -> str | None:
     return response.json().get("profile_id") if response.status_code == 200 else None
 
 
-def poll(condition, timeout_s: float, every_s: float = 0.005) -> bool:
-    """The bench measures when something becomes visible over HTTP, so it asks often."""
+def poll(condition, timeout_s: float, every_s: float) -> bool:
+    """Ask until `condition` holds. The probe's readings go to the server it measures, in the
+    same process as the pipeline, so it asks every --poll-ms (a reading every 5 ms was 200
+    requests/s competing with the projectors for the GIL)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
@@ -278,7 +280,7 @@ def run_merge(args, workdir: Path) -> None:
                               f"records not yet applied: {backlogs(server.data_dir)}")
                         break
                     began = time.monotonic()
-                    latency = probe(server, api, timeout_s=min(120, max(1, deadline - time.monotonic())))
+                    latency = probe(server, api, min(120, max(1, deadline - time.monotonic())), args.poll_ms / 1000)
                     lost += latency is None
                     latencies += [latency] if latency is not None else []
                     time.sleep(max(0.0, began + args.every - time.monotonic()))
@@ -300,6 +302,8 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=4000, help="(b) events sent to measure the max rate")
     parser.add_argument("--rate", type=float, default=0, help="(b) background events/s (default: half the max)")
     parser.add_argument("--merges", type=int, default=100, help="(b) merges timed")
+    parser.add_argument("--poll-ms", type=float, default=20,
+                        help="(b) how often a probe reads its profile (the latency's resolution)")
     parser.add_argument("--every", type=float, default=0.5, help="(b) seconds between merge probes")
     parser.add_argument("--deadline", type=float, default=300,
                         help="(b) stop probing after this many seconds (a background above capacity never ends)")
