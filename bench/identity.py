@@ -3,7 +3,9 @@
     .venv/bin/python bench/identity.py                       # both parts, every backend
     .venv/bin/python bench/identity.py --part throughput --events 10000
     .venv/bin/python bench/identity.py --part merge --merges 200
+    .venv/bin/python bench/identity.py --part identifiers --events 20000
 
+(0) identifiers: microseconds an event for identifiers_of alone, on (a)'s events.
 (a) throughput: `--events` realistic Segment events (bench/replay.py's generator: identify,
     page and track calls, a quarter of people never logging in; the form ingest writes) are
     appended to events.raw untimed; then identity projectors (IdentityHandler only, one
@@ -50,7 +52,7 @@ from replay import append_raw, applied, raw_events, segment_call  # noqa: E402
 from scratch_db import drop_database, fresh_database  # noqa: E402
 
 from services import migrations  # noqa: E402
-from services.identity.domain.identifiers import Identifier  # noqa: E402
+from services.identity.domain.identifiers import Identifier, identifiers_of  # noqa: E402
 from services.identity.domain.resolution import new_profile_id  # noqa: E402
 from services.identity.handler import IdentityHandler  # noqa: E402
 from services.runtime.bootstrap import bootstrap_runtime  # noqa: E402
@@ -94,6 +96,22 @@ def throughput(settings: Settings, events: list[dict], workers: int, timeout_s: 
                 t.join(timeout=60)
     finally:
         runtime.close()
+
+
+def run_identifiers(args) -> None:
+    """Microseconds a call of identifiers_of (every rule's sources read and normalised) on
+    the same events, against copying each event's top level (a floor, measured alongside)."""
+    events = raw_events(args.events, max(1, args.events // 20), args.seed)
+    started = time.perf_counter()
+    for event in events:
+        dict(event)
+    floor = time.perf_counter() - started
+    started = time.perf_counter()
+    for event in events:
+        identifiers_of(event)
+    seconds = time.perf_counter() - started
+    print(f"\n(0) identifiers_of: {seconds / len(events) * 1e6:.1f} us an event "
+          f"({len(events)} events; a dict copy of each: {floor / len(events) * 1e6:.2f} us)")
 
 
 def run_throughput(args, workdir: Path) -> None:
@@ -293,7 +311,7 @@ def run_merge(args, workdir: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["all", "throughput", "merge"], default="all")
+    parser.add_argument("--part", choices=["all", "throughput", "merge", "identifiers"], default="all")
     parser.add_argument("--events", type=int, default=10_000, help="(a) raw events")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=1800, help="(a) seconds a run may take")
@@ -310,6 +328,8 @@ def main() -> int:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="rapport-bench-identity-"))
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, in {workdir}")
+    if args.part in ("all", "identifiers"):
+        run_identifiers(args)
     if args.part in ("all", "throughput"):
         run_throughput(args, workdir)
     if args.part in ("all", "merge"):
