@@ -9,13 +9,11 @@ import asyncio
 import base64
 import binascii
 import contextvars
-import json
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import exc
@@ -130,13 +128,10 @@ def _too_large(limit: int) -> ApiError:
 
 
 def parsed(raw: bytes) -> Any:
-    """JSON whatever the Content-Type says (browser SDKs send text/plain)."""
+    """JSON whatever the Content-Type says (browser SDKs send text/plain). The codec's
+    standard-library fallback decides what orjson refuses (NaN, Infinity, huge integers)."""
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass  # the standard library also takes NaN, Infinity, huge integers: it decides
-    try:
-        return json.loads(raw)
+        return jsoncodec.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested too deeply
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}", "body") from None
 
