@@ -38,7 +38,7 @@ def identifiers_of(event: dict, rules: Rules = DEFAULT_RULES) -> list[Identifier
     """Every identifier the rules find in `event`, blocked values left out, strongest first."""
     external = _external_ids(event)
     found: set[Identifier] = set()
-    for name, sources in rules.reading_plan:
+    for name, sources in rules.reading_plan.items():
         for external_type, path in sources:
             raws = external.pop(external_type, ()) if external_type else (_at_path(event, path),)
             stated = [raw for raw in raws if raw is not None]
@@ -62,18 +62,13 @@ def sealing_identifiers(event: dict, rules: Rules = DEFAULT_RULES) -> list[Ident
     always carries a userId or an anonymousId of the person it resolves to)."""
     found = []
     for type_ in SEALING_TYPES:
-        rule = rules.types.get(type_)
-        for source in rule.sources if rule is not None else ():
-            raw = _at(event, source)
+        for external_type, path in rules.reading_plan.get(type_, ()):
+            raw = None if external_type else _at_path(event, path)  # externalIds: not these types'
             if raw is not None:  # the first source that states a value wins, as in identifiers_of
                 if (value := normalise(type_, raw, rules)) is not None:
                     found.append(Identifier(type_, value))
                 break
     return found
-
-
-def _at(event: dict, path: str) -> Any:
-    return _at_path(event, tuple(path.split(".")))
 
 
 def _at_path(event: dict, parts: tuple[str, ...]) -> Any:

@@ -66,11 +66,11 @@ class Rules:
         return self.types.get(type_) or replace(self.custom, name=type_)
 
     @cached_property
-    def reading_plan(self) -> list[tuple[str, list[tuple[str | None, tuple[str, ...]]]]]:
-        """Each type's sources split once (every event reads them all): (externalIds type,
-        ()) or (None, a dotted path's parts)."""
-        return [(name, [(s[len(EXTERNAL):], ()) if s.startswith(EXTERNAL) else (None, tuple(s.split(".")))
-                        for s in rule.sources]) for name, rule in self.types.items()]
+    def reading_plan(self) -> dict[str, list[tuple[str | None, tuple[str, ...]]]]:
+        """Each type's sources split once (every event reads them): (externalIds type, ())
+        or (None, a dotted path's parts)."""
+        return {name: [(s[len(EXTERNAL):], ()) if s.startswith(EXTERNAL) else (None, tuple(s.split(".")))
+                       for s in rule.sources] for name, rule in self.types.items()}
 
     def rank(self, identifier) -> tuple:
         """Strongest first; a total order, so every tie-break built on it is deterministic."""
