@@ -7,8 +7,10 @@ then updated for the new ones only, with traits merged in memory by last write w
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -21,6 +23,40 @@ from services.runtime.db import each_in, insert_new_rows, upsert
 from services.runtime.envelope import as_object
 
 TRAIT_COLUMNS = ("value", "at", "message_id", "source")
+
+
+@dataclass(slots=True)
+class ProfileState:
+    """A profile's row as a batch changes it: read in one statement and written back in one
+    (the ORM's unit of work wrote a batch's profiles one UPDATE each, twice: a quarter of
+    the projector's time on PostgreSQL)."""
+
+    profile_id: str
+    first_seen: datetime
+    last_seen: datetime
+    event_count: int
+    version: int
+    computed: dict[str, Any]
+    due_at: datetime | None
+
+
+PROFILE_COLUMNS = tuple(f.name for f in fields(ProfileState))
+
+
+def read_profiles(session: Session, profile_ids: Iterable[str]) -> dict[str, ProfileState]:
+    columns = [getattr(Profile, name) for name in PROFILE_COLUMNS]
+    return {row[0]: ProfileState(*row) for condition in each_in(session, Profile.profile_id, profile_ids)
+            for row in session.execute(select(*columns).where(condition))}
+
+
+def write_profiles(session: Session, profiles: Iterable[ProfileState]) -> None:
+    profiles = list(profiles)
+    upsert(session, Profile, [{name: getattr(p, name) for name in PROFILE_COLUMNS} for p in profiles],
+           keys=["profile_id"], update=PROFILE_COLUMNS[1:])
+    for profile in profiles:  # a copy the ORM loaded earlier in the batch (a merge's) reads it again
+        loaded = session.identity_map.get(session.identity_key(Profile, profile.profile_id))
+        if loaded is not None:
+            session.expire(loaded)
 
 
 def survivors_of(session: Session, profile_ids: set[str]) -> dict[str, str]:
@@ -66,6 +102,7 @@ class Applied:
     # each changed profile's traits and consent as now written, so recompute needn't read them
     traits: dict[str, dict[str, TraitValue]] = field(default_factory=dict)
     consent: dict[str, dict[str, TraitValue]] = field(default_factory=dict)
+    profiles: dict[str, ProfileState] = field(default_factory=dict)  # and their rows as written
 
 
 def apply_events(session: Session, messages: list[dict]) -> Applied:
@@ -87,8 +124,8 @@ def apply_events(session: Session, messages: list[dict]) -> Applied:
         for m in messages for i in m.get("identifiers", [])}.values()), keys=["type", "value", "profile_id"])
     if not fresh:
         return Applied(moved_from=moved_from)
-    _count(session, [row for row, _ in fresh])
     applied = Applied({row["profile_id"]: set() for row, _ in fresh}, moved_from)
+    applied.profiles = _count(session, [row for row, _ in fresh])
     applied.traits, changed_traits = _merge_traits(session, fresh, traits_of, ProfileTrait)
     applied.consent, changed_consent = _merge_traits(session, fresh, consent_of, ProfileConsent)
     for profile_id, name in changed_traits:
@@ -120,20 +157,18 @@ def _sort_out(session: Session, latest: dict[str, tuple[dict, dict]]) -> tuple[l
     return fresh, moved_from
 
 
-def _count(session: Session, rows: list[dict]) -> None:
-    ids = {r["profile_id"] for r in rows}
-    profiles = {p.profile_id: p for condition in each_in(session, Profile.profile_id, ids)
-                for p in session.scalars(select(Profile).where(condition))}
+def _count(session: Session, rows: list[dict]) -> dict[str, ProfileState]:
+    profiles = read_profiles(session, {r["profile_id"] for r in rows})
     for row in rows:
         at: datetime = row["timestamp"]
         profile = profiles.get(row["profile_id"])
         if profile is None:
-            profile = profiles[row["profile_id"]] = Profile(
-                profile_id=row["profile_id"], first_seen=at, last_seen=at, event_count=0, version=0, computed={})
-            session.add(profile)
+            profile = profiles[row["profile_id"]] = ProfileState(row["profile_id"], at, at, 0, 0, {}, None)
         profile.event_count += 1
         profile.first_seen, profile.last_seen = min(profile.first_seen, at), max(profile.last_seen, at)
         profile.version += 1
+    write_profiles(session, profiles.values())
+    return profiles
 
 
 def _merge_traits(session: Session, fresh: list[tuple[dict, dict]], stated,

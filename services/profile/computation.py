@@ -5,7 +5,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,9 +13,12 @@ from sqlalchemy.orm import Session
 from services.profile.domain.computed import ComputedTrait, compute_all
 from services.profile.domain.crm import CrmSettings, crm_metrics
 from services.profile.domain.timeline import TimelineEvent
-from services.profile.tables import ComputedTraitDefinition, Profile, ProfileEvent
+from services.profile.tables import ComputedTraitDefinition, ProfileEvent
 from services.runtime.clock import format_time, now
 from services.runtime.db import each_in
+
+if TYPE_CHECKING:
+    from services.profile.applying import ProfileState
 
 
 @dataclass
@@ -40,12 +43,12 @@ class Computation:
         names = {t.name for t in declared}
         return declared + [t for t in self.configured if t.name not in names]
 
-    def refresh_many(self, session: Session, profiles: list[Profile], definitions: list[ComputedTrait]) -> None:
+    def refresh_many(self, session: Session, profiles: list[ProfileState], definitions: list[ComputedTrait]) -> None:
         timelines = timelines_of(session, [p.profile_id for p in profiles])
         for profile in profiles:
             self.refresh(profile, timelines.get(profile.profile_id, []), definitions)
 
-    def refresh(self, profile: Profile, events: list[TimelineEvent], definitions: list[ComputedTrait]) -> None:
+    def refresh(self, profile: ProfileState, events: list[TimelineEvent], definitions: list[ComputedTrait]) -> None:
         """Recompute from the whole (de-duplicated) timeline, and when it next changes alone."""
         moment = self.clock()
         values, due = compute_all(definitions, events, moment)

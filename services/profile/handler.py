@@ -10,14 +10,15 @@ from itertools import groupby
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from services.profile.applying import Applied, apply_events, survivors_of, traits_by_profile, write_traits
+from services.profile.applying import (Applied, ProfileState, apply_events, read_profiles, survivors_of,
+                                       traits_by_profile, write_profiles, write_traits)
 from services.profile.computation import Computation
 from services.profile.domain.traits import TraitValue, visible, winners
 from services.profile.tables import (Profile, ProfileAlias, ProfileConsent, ProfileEvent, ProfileIdentity,
                                      ProfileTrait)
 from services.runtime import topics
 from services.runtime.clock import format_time
-from services.runtime.db import each_in, upsert
+from services.runtime.db import upsert
 from services.runtime.log import Message, Record
 from services.runtime.projector import Output
 
@@ -71,8 +72,8 @@ class ProfileHandler:
             return []
         session.flush()
         definitions = self.computation.definitions(session)
-        profiles = {p.profile_id: p for condition in each_in(session, Profile.profile_id, profile_ids)
-                    for p in session.scalars(select(Profile).where(condition))}
+        profiles = {p: known.profiles[p] for p in profile_ids if p in known.profiles} if known else {}
+        profiles |= read_profiles(session, [p for p in profile_ids if p not in profiles])
         traits = _known_or_read(session, profiles, known.traits if known else {}, ProfileTrait)
         consent = _known_or_read(session, profiles, known.consent if known else {}, ProfileConsent)
         computed_before = {p: dict(profile.computed or {}) for p, profile in profiles.items()}
@@ -86,6 +87,7 @@ class ProfileHandler:
                 computed_before[profile_id], change["computed"])
             change["changed"] = None if EVERYTHING in names else sorted(names)
             outputs.append((topics.PROFILES_CHANGED, Message.of(profile_id, change)))
+        write_profiles(session, profiles.values())
         return outputs
 
 
@@ -179,7 +181,7 @@ def stored_traits(session: Session, profile_id: str) -> dict[str, TraitValue]:
     return traits_by_profile(session, [profile_id])[profile_id]
 
 
-def snapshot_of(profile: Profile, traits: dict[str, TraitValue], consent: dict[str, TraitValue]) -> dict:
+def snapshot_of(profile: ProfileState, traits: dict[str, TraitValue], consent: dict[str, TraitValue]) -> dict:
     """What readers and the segments projector see of a profile."""
     return {"profile_id": profile.profile_id, "version": profile.version, "event_count": profile.event_count,
             "first_seen": format_time(profile.first_seen), "last_seen": format_time(profile.last_seen),

@@ -136,3 +136,48 @@ def test_each_announced_snapshot_holds_the_traits_as_stored(apply, batches):
             for snapshot in (o for o in outputs if "traits" in o):
                 stored = traits_by_profile(session, [snapshot["profile_id"]])[snapshot["profile_id"]]
                 assert snapshot["traits"] == visible(stored)
+
+
+def _stored(engine, run: str) -> dict:
+    """Each profile of a run as stored, without the run's prefix and the version."""
+    with reading(engine) as session:
+        rows = session.scalars(select(Profile).where(Profile.profile_id.startswith(run))).all()
+        traits = traits_by_profile(session, [p.profile_id for p in rows])
+        return {p.profile_id[len(run):]: (p.event_count, p.first_seen, p.last_seen, p.computed,
+                                          visible(traits[p.profile_id])) for p in rows}
+
+
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("event"), st.sampled_from("pqr"), st.integers(1, 9), st.sampled_from(["pro", "free"])),
+    st.tuples(st.just("merge"), st.sampled_from("pqr"), st.sampled_from("pqr"))), min_size=1, max_size=12)
+
+
+@examples(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(STEPS, st.lists(st.integers(1, 5), min_size=1, max_size=4))
+def test_events_and_merges_in_one_batch_end_as_applied_one_at_a_time(apply, steps, cuts):
+    """A batch reads and writes its profiles' rows in one statement each, around merges that
+    load them through the ORM: the result must be that of one message a batch, and every
+    profile's announced versions must keep rising (readers drop an older snapshot)."""
+    def messages(run: str) -> list[dict]:
+        """Merges as identity publishes them: of two profiles not absorbed yet."""
+        absorbed, out = set(), []
+        for kind, who, *rest in steps:
+            if kind == "event":
+                out.append(resolved(f"{run}{who}", f"{run}{who}-{rest[0]}", rest[0], rest[0], {"plan": rest[1]}))
+            elif who != rest[0] and not {who, rest[0]} & absorbed:
+                absorbed.add(rest[0])
+                out.append(merge(f"{run}{who}", f"{run}{rest[0]}"))
+        return out
+    batched, single = (uuid.uuid4().hex[:8] for _ in range(2))
+    announced: dict[str, int] = {}
+    remaining = messages(batched)
+    for cut in cuts * len(remaining):
+        if not remaining:
+            break
+        for snapshot in (o for o in apply(*remaining[:cut]) if "version" in o):
+            assert snapshot["version"] > announced.get(snapshot["profile_id"], -1)
+            announced[snapshot["profile_id"]] = snapshot["version"]
+        remaining = remaining[cut:]
+    for message in messages(single):
+        apply(message)
+    assert _stored(apply.engine, batched) == _stored(apply.engine, single)

@@ -1,14 +1,14 @@
-"""Statements over many rows: `insert_new_rows` (the new keys, and exactly the rows a plain
-INSERT stores) and `each_in` (exactly the rows of the values), on SQLite and PostgreSQL; on
+"""Statements over many rows: `insert_new_rows` and `upsert` (exactly the rows a plain
+INSERT or UPDATE stores) and `each_in` (exactly the rows of the values), on SQLite and PostgreSQL; on
 PostgreSQL each in one statement of one parameter a column (psycopg parses statements of
 over 50 parameters afresh every time)."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, event, insert, select
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, event, insert, select, update
 from sqlalchemy.orm import Session
 
-from services.runtime.db import Json, UtcDateTime, each_in, insert_new_rows, make_engine
+from services.runtime.db import Json, UtcDateTime, each_in, insert_new_rows, make_engine, upsert
 
 METADATA = MetaData()
 ROWS = Table("rows_tried", METADATA, Column("key", String(64), primary_key=True), Column("n", Integer),
@@ -48,12 +48,29 @@ def test_only_new_keys_are_inserted_and_answered_as_a_plain_insert_stores_them(e
     assert tried == plain  # JSON null stays JSON null, bytes, times to the microsecond
 
 
-def test_a_batch_on_postgresql_binds_one_parameter_a_column(engine):
+def test_an_upsert_stores_what_a_plain_insert_and_update_store(engine):
+    changed = [row | {"n": -row["n"], "doc": {"was": row["doc"]}, "at": T0} for row in rows(range(0, 600, 2))]
+    with Session(engine) as session, session.begin():
+        upsert(session, Tried, rows(range(400)), ["key"])
+        upsert(session, Tried, rows(range(300)) + rows(range(300)), ["key"])  # nothing to update: duplicates pass
+        upsert(session, Tried, changed, ["key"], update=["n", "doc", "at"])
+        session.execute(insert(PLAIN), rows(range(400)) + [r for r in changed if int(r["key"][1:]) >= 400])
+        for row in (r for r in changed if int(r["key"][1:]) < 400):
+            session.execute(update(PLAIN).where(PLAIN.c.key == row["key"]).values(n=row["n"], doc=row["doc"], at=T0))
+    with engine.connect() as conn:
+        tried, plain = (conn.execute(select(t).order_by(t.c.key)).all() for t in (ROWS, PLAIN))
+    assert tried == plain and len(tried) == 500
+
+
+@pytest.mark.parametrize("write", [
+    lambda session: insert_new_rows(session, Tried, rows(range(500)), ["key"]),
+    lambda session: upsert(session, Tried, rows(range(500)), ["key"], update=["n", "doc"])])
+def test_a_batch_on_postgresql_binds_one_parameter_a_column(engine, write):
     if engine.dialect.name != "postgresql":
         pytest.skip("PostgreSQL's statement")
     sent = statements_sent(engine)
     with Session(engine) as session, session.begin():
-        insert_new_rows(session, Tried, rows(range(500)), ["key"])
+        write(session)
     assert [len(parameters) for parameters in sent] == [len(ROWS.c)]  # not 500 x 5
 
 
