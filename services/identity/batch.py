@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from services.identity.domain.identifiers import Identifier
@@ -28,7 +28,7 @@ from services.identity.domain.resolution import Evidence, Graph, groups_of
 from services.identity.store import (GraphStore, component_of, event_row, evidence_key, links_of,
                                      resolved_event)
 from services.identity.tables import IdentityComponent, IdentityEvent, IdentityLink, IdentityProfile
-from services.runtime.db import each_in, insert_new_rows
+from services.runtime.db import each_in, insert_new_rows, insert_rows
 from services.runtime.projector import Output, RetryBatch
 
 Item = tuple[dict, Evidence, tuple[str, int, int]]  # (event, its evidence, its position in the log)
@@ -77,8 +77,7 @@ class Writes:
         self._insert_new(session, IdentityLink, self.links, ["type", "value"])
         # no id is named after an identifier without a component yet (components stay)
         self._insert_new(session, IdentityProfile, self.profiles, ["profile_id"])
-        if self.events:
-            session.execute(insert(IdentityEvent), self.events)
+        insert_rows(session, IdentityEvent, self.events)
         if self.renames:  # in the order made: a component renamed twice ends in the last one
             for model in (IdentityLink, IdentityEvent):
                 _update_each(session, model, self.renames, component=bindparam("into"))

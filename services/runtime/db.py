@@ -208,6 +208,13 @@ def upsert(session: Session, model: Any, rows: Sequence[dict], keys: Iterable[st
     session.connection().execute(statement, parameters)
 
 
+def insert_rows(session: Session, model: Any, rows: Sequence[dict]) -> None:
+    """A plain INSERT of `rows` (a key taken already raises), in one statement on PostgreSQL."""
+    if rows:
+        session.flush()
+        session.connection().execute(*_many_rows(session, getattr(model, "__table__", model), rows))
+
+
 def _many_rows(session: Session, table: Any, rows: Sequence[dict]) -> tuple[Any, Any]:
     """An INSERT of `rows` and its parameters: unnested arrays on PostgreSQL, VALUES on SQLite."""
     if session.get_bind().dialect.name != "postgresql":

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from services.runtime import metrics
-from services.runtime.db import each_in, in_chunks, insert_new_rows, pairs_in
+from services.runtime.db import each_in, in_chunks, insert_new_rows, insert_rows, pairs_in, upsert
 from services.runtime.projector import Output, RetryBatch
 from services.segments.membership import LIFECYCLE_SEQUENCE_ROW, SEQUENCE_ROW, membership_message, reserve
 from services.segments.tables import (LifecycleStage, LifecycleTransition, MembershipChange, SegmentMember,
@@ -108,8 +108,8 @@ def _write_rows(session: Session, model, part: str, before: dict[str, ProfileSta
     for condition in each_in(session, model.profile_id, gone):
         session.execute(delete(model).where(condition))
     _insert(session, model, new, ["profile_id"])
-    if changed:
-        session.execute(update(model), changed)  # by primary key, one executemany
+    if changed:  # the rows exist: one statement rather than an UPDATE each
+        upsert(session, model, changed, ["profile_id"], update=[c for c in changed[0] if c != "profile_id"])
 
 
 def _numbered(session: Session, model, rows: list[dict], sequence: int) -> None:
@@ -119,7 +119,7 @@ def _numbered(session: Session, model, rows: list[dict], sequence: int) -> None:
     first = reserve(session, len(rows), sequence)
     for seq, row in enumerate(rows, start=first):
         row["seq"] = seq
-    session.execute(model.__table__.insert(), rows)
+    insert_rows(session, model, rows)
 
 
 def _insert(session: Session, model, rows: list[dict], keys: list[str]) -> None:
