@@ -16,9 +16,9 @@ from services.identity.domain.resolution import (Evidence, Graph, Refusal, group
                                                  partition)
 from services.identity.domain.rules import Rules, build_rules
 from services.identity.log_reader import read_at
-from services.identity.tables import (IdentityComponent, IdentityEvent, IdentityLink, IdentityMerge,
-                                      IdentityOverride, IdentityProfile, IdentityRefusal, IdentityRules,
-                                      IdentitySplit)
+from services.identity.tables import (IdentityComponent, IdentityCorrection, IdentityEvent, IdentityLink,
+                                      IdentityMerge, IdentityOverride, IdentityProfile, IdentityRefusal,
+                                      IdentityRules, IdentitySplit)
 from services.runtime import topics
 from services.runtime.clock import now
 from services.runtime.db import in_chunks, insert_new, pairs_in, upsert
@@ -251,15 +251,16 @@ class GraphStore:
         self._write_profiles(change)
         self._write_event_profiles(change, merges)
         outputs: list[Output] = []
+        seq = self._correction(change) if merges or splits else None
         for merge in merges:
             self.session.add(IdentityMerge(survivor=merge.survivor, absorbed=merge.absorbed,
                                            message_id=change.cause, identifiers=change.cause_identifiers,
                                            merged_at=now()))
             outputs.append((topics.EVENTS_RESOLVED, Message.of(merge.survivor, {
                 "kind": "merge", "survivor": merge.survivor, "absorbed": merge.absorbed,
-                "message_id": change.cause, "identifiers": change.cause_identifiers})))
+                "message_id": change.cause, "identifiers": change.cause_identifiers, "seq": seq})))
         for split in splits:
-            outputs += self._split(change, split, old_events)
+            outputs += self._split(change, split, old_events, seq)
         outputs += self._refusals(change)
         self.session.flush()
         return outputs
@@ -328,7 +329,16 @@ class GraphStore:
                                                              IdentityEvent.profile_id != profile_id)
                                  .values(profile_id=profile_id))
 
-    def _split(self, change: Change, split: Split, old_events: dict[str, "EventRow"]) -> list[Output]:
+    def _correction(self, change: Change) -> int:
+        """The number of this change's merges and splits. The component is locked, so an id's
+        corrections are numbered in the order they are made (PostgreSQL's sequence, SQLite's
+        one writer)."""
+        row = IdentityCorrection(made_at=now())
+        self.session.add(row)
+        self.session.flush()
+        return row.id
+
+    def _split(self, change: Change, split: Split, old_events: dict[str, "EventRow"], seq: int) -> list[Output]:
         parts = {p: [i.as_json() for i in ids] for p, ids in split.parts.items()}
         removed = [i.as_json() for i in split.removed]
         self.session.add(IdentitySplit(profile_id=split.profile_id, parts=parts, removed=removed,
@@ -336,7 +346,7 @@ class GraphStore:
         moved = sorted((m for m, r in old_events.items() if r.profile_id == split.profile_id),
                        key=lambda m: (old_events[m].at, m))
         record = {"kind": "split", "from": split.profile_id, "parts": parts, "removed": removed,
-                  "aliases": self._aliases(split), "message_ids": moved, "cause": change.cause}
+                  "aliases": self._aliases(split), "message_ids": moved, "cause": change.cause, "seq": seq}
         keys = sorted({split.profile_id, *split.parts})
         outputs = [(topics.EVENTS_RESOLVED, Message.of(k, {**record, "profile_id": k})) for k in keys]
         return outputs + self._reresolved(change, moved, old_events)

@@ -85,6 +85,16 @@ class IdentityRefusal(Base):
     refused_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class IdentityCorrection(Base):
+    """A change that published merges or splits. Its id, `seq` on those records, orders the
+    corrections of an id: their copies go to several partitions, so a reader may consume an
+    older one after a newer one, and must not apply it then (docs/identity.md)."""
+
+    __tablename__ = "identity_corrections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    made_at: Mapped[datetime] = mapped_column(UtcDateTime)  # nothing of the person: erasure keeps it
+
+
 class IdentitySplit(Base):
     """A profile split apart, by an operator or by late evidence, and into what."""
 

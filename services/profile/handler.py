@@ -14,8 +14,8 @@ from services.profile.applying import (Applied, ProfileState, apply_events, read
                                        traits_by_profile, write_profiles, write_traits)
 from services.profile.computation import Computation
 from services.profile.domain.traits import TraitValue, visible, winners
-from services.profile.tables import (Profile, ProfileAlias, ProfileConsent, ProfileEvent, ProfileIdentity,
-                                     ProfileTrait)
+from services.profile.tables import (Profile, ProfileAlias, ProfileAliasCorrection, ProfileConsent, ProfileEvent,
+                                     ProfileIdentity, ProfileTrait)
 from services.runtime import topics
 from services.runtime.clock import format_time
 from services.runtime.db import upsert
@@ -52,7 +52,8 @@ class ProfileHandler:
                     if len(runs) == 1 and not applied.moved_from:
                         known = applied
                 elif kind == "merge":
-                    merge_profiles(session, message["survivor"], message["absorbed"], changed, absorbed)
+                    merge_profiles(session, message["survivor"], message["absorbed"], changed, absorbed,
+                                   message.get("seq"))
                 else:
                     split_profile(session, message, changed, emptied)
         session.flush()
@@ -98,12 +99,21 @@ def _known_or_read(session: Session, profile_ids, known: dict, model) -> dict[st
     return found
 
 
-def merge_profiles(session: Session, survivor: str, absorbed: str, changed: dict, absorbed_now: dict) -> None:
+def merge_profiles(session: Session, survivor: str, absorbed: str, changed: dict, absorbed_now: dict,
+                   seq: int | None = None) -> None:
     """Move the absorbed profile into the survivor: timelines united by messageId, traits by
     last write wins, counts recomputed from the united timeline (nothing counted twice)."""
+    if not newer_correction(session, absorbed, seq):
+        return  # a later split or merge of this id was applied already (another partition)
     survivor, current = survivor_of(session, survivor), survivor_of(session, absorbed)
     if current == survivor:
         return  # redelivered merge
+    if current != absorbed:  # it read as another profile by an older correction: its rows are there
+        session.execute(delete(ProfileAlias).where(ProfileAlias.absorbed == absorbed))
+        session.add(ProfileAlias(absorbed=absorbed, survivor=survivor))
+        session.flush()
+        absorbed_now[absorbed] = survivor
+        return
     session.flush()
     _move_timeline(session, absorbed, survivor)
     _move_identities(session, absorbed, survivor)
@@ -123,11 +133,30 @@ def merge_profiles(session: Session, survivor: str, absorbed: str, changed: dict
     absorbed_now[absorbed] = survivor
 
 
+def newer_correction(session: Session, profile_id: str, seq: int | None) -> bool:
+    """Whether identity's correction `seq` of what `profile_id` reads as is to be applied: not
+    when a newer one was (copies of a correction go to several partitions, so an older one
+    may be consumed later); if so, it is noted as the newest. Records without `seq` (written
+    before corrections were numbered) apply as they come."""
+    if seq is None:
+        return True
+    noted = session.get(ProfileAliasCorrection, profile_id)
+    if noted is not None and noted.seq > seq:
+        return False
+    if noted is None:
+        session.add(ProfileAliasCorrection(profile_id=profile_id, seq=seq))
+    else:
+        noted.seq = seq
+    return True
+
+
 def split_profile(session: Session, split: dict, changed: dict, emptied: set) -> None:
     """Undo a link the identity service took back (docs/identity.md): aliases follow the split
     and each part gets its identifiers; its events then arrive re-published with a higher
     version and move (apply_events), each profile that lost some rebuilt from the rest."""
     for alias, target in (split.get("aliases") or {}).items():
+        if not newer_correction(session, alias, split.get("seq")):
+            continue
         session.execute(delete(ProfileAlias).where(ProfileAlias.absorbed == alias))
         if target is not None and target != alias:
             session.add(ProfileAlias(absorbed=alias, survivor=target))

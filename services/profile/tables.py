@@ -70,6 +70,15 @@ class ProfileAlias(Base):
     survivor: Mapped[str] = mapped_column(String(64), index=True)
 
 
+class ProfileAliasCorrection(Base):
+    """The newest identity correction (a merge's or split's `seq`) applied to what an id reads
+    as: an older one, consumed late from another partition, is not applied over it."""
+
+    __tablename__ = "profile_alias_corrections"
+    profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
 class ProfileIdentity(Base):
     """An identifier seen on a profile's events (the 360 view and lookups)."""
 
