@@ -109,8 +109,7 @@ def merge_profiles(session: Session, survivor: str, absorbed: str, changed: dict
     if current == survivor:
         return  # redelivered merge
     if current != absorbed:  # it read as another profile by an older correction: its rows are there
-        session.execute(delete(ProfileAlias).where(ProfileAlias.absorbed == absorbed))
-        session.add(ProfileAlias(absorbed=absorbed, survivor=survivor))
+        point_alias(session, absorbed, survivor)
         session.flush()
         absorbed_now[absorbed] = survivor
         return
@@ -131,6 +130,13 @@ def merge_profiles(session: Session, survivor: str, absorbed: str, changed: dict
     session.flush()
     changed.setdefault(survivor, set()).update(taken)
     absorbed_now[absorbed] = survivor
+
+
+def point_alias(session: Session, alias: str, target: str | None) -> None:
+    """`alias` reads as `target` from now on (None, or itself: as itself again)."""
+    session.execute(delete(ProfileAlias).where(ProfileAlias.absorbed == alias))
+    if target is not None and target != alias:
+        session.add(ProfileAlias(absorbed=alias, survivor=target))
 
 
 def newer_correction(session: Session, profile_id: str, seq: int | None) -> bool:
@@ -157,9 +163,7 @@ def split_profile(session: Session, split: dict, changed: dict, emptied: set) ->
     for alias, target in (split.get("aliases") or {}).items():
         if not newer_correction(session, alias, split.get("seq")):
             continue
-        session.execute(delete(ProfileAlias).where(ProfileAlias.absorbed == alias))
-        if target is not None and target != alias:
-            session.add(ProfileAlias(absorbed=alias, survivor=target))
+        point_alias(session, alias, target)
     profile_id = split["profile_id"]
     if profile_id in (split.get("parts") or {}):
         session.execute(delete(ProfileIdentity).where(ProfileIdentity.profile_id == profile_id))
