@@ -3,13 +3,15 @@
 orjson is several times faster, and every projector decodes each record it reads and
 encodes each message and JSON column it writes. It refuses what the standard library
 takes: integers past 64 bits and keys that aren't strings when writing, NaN and Infinity
-when reading; those fall back. Other objects (datetimes included) are written as their
+when reading; those fall back. It reads an integer past 64 bits as a float, so a document
+with a run of 19 digits or more is read by the standard library. Other objects (datetimes included) are written as their
 str(), as `json.dumps(default=str)` did, so the bytes mean what they meant before; NaN and
 Infinity are written as null, as ingest has always written them into events.raw.
 """
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -29,7 +31,15 @@ def dumps_text(value: Any) -> str:
     return dumps(value).decode()
 
 
+_LONG_DIGITS = re.compile(rb"\d{19,}")  # could be an integer past 64 bits
+_LONG_DIGITS_TEXT = re.compile(r"\d{19,}")
+
+
 def loads(data: bytes | str) -> Any:
+    """orjson reads an integer past 64 bits as the nearest float (3.13): such a document, rare,
+    goes to the standard library, which keeps it exact."""
+    if (_LONG_DIGITS_TEXT if isinstance(data, str) else _LONG_DIGITS).search(data):
+        return json.loads(data)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:

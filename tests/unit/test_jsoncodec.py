@@ -20,7 +20,9 @@ def test_a_document_reads_back_as_the_standard_library_reads_its_own(value):
 
 
 def test_what_orjson_refuses_falls_back_to_the_standard_library():
-    assert jsoncodec.loads(jsoncodec.dumps({"n": 2**70})) == {"n": 2**70}  # past 64 bits
+    for big in (2**70 + 1, -2**63 - 1, 2**64):  # past 64 bits, each one off the nearest float
+        assert jsoncodec.loads(jsoncodec.dumps({"n": big})) == {"n": big}
+        assert jsoncodec.loads(jsoncodec.dumps_text([big])) == [big]
     assert jsoncodec.loads(jsoncodec.dumps({1: "a"})) == {"1": "a"}  # a key that isn't a string
     assert jsoncodec.loads(b'{"x": NaN}')["x"] != jsoncodec.loads(b'{"x": NaN}')["x"]  # NaN read
 
