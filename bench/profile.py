@@ -21,6 +21,7 @@ from scratch_db import drop_database, fresh_database
 from services import migrations
 from services.profile.computation import Computation
 from services.profile.handler import ProfileHandler
+from services.runtime.bootstrap import tune_gc
 from services.runtime.db import make_engine, writing
 from services.runtime.log import Record
 from services.runtime.settings import Settings
@@ -96,6 +97,7 @@ def main() -> None:
                         help="a server URL: a fresh database is created on it and dropped after")
     args = parser.parse_args()
     events = resolved_events(args.events, args.people, seed=7)
+    tune_gc()  # as a service's process runs (services/runtime/bootstrap.py)
     figures = {}
     for label, run in (("(a) bare batched upsert", baseline), ("(b) profile handler", through_handler)):
         url = fresh_database(args.database_url)

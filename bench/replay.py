@@ -38,7 +38,7 @@ from services import migrations  # noqa: E402
 from services.ingest.domain.messages import canonical, partition_key  # noqa: E402
 from services.ingest.domain.normalise import normalised_identifiers  # noqa: E402
 from services.runtime import replay, topics  # noqa: E402
-from services.runtime.bootstrap import bootstrap_runtime  # noqa: E402
+from services.runtime.bootstrap import bootstrap_runtime, tune_gc  # noqa: E402
 from services.runtime.db import reading, writing  # noqa: E402
 from services.runtime.log import Message, TopicPartition  # noqa: E402
 from services.runtime.runner import bootstrap_services  # noqa: E402
@@ -193,6 +193,7 @@ def main() -> int:
     try:
         runtime = bootstrap_runtime(Settings(data_dir=workdir, database_url=database_url))
         migrations.upgrade(runtime.engine)
+        tune_gc()  # as `rapport replay` does
         print(f"python {platform.python_version()}, {os.cpu_count()} CPUs; database: "
               f"{'PostgreSQL' if database_url else 'SQLite'}, log: embedded, in {workdir}")
         events = raw_events(args.events, people, args.seed)

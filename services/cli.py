@@ -18,7 +18,7 @@ from services.first_start import ensure_credentials
 from services.runtime import audit, logs, parked
 from services.runtime.clock import now
 from services.runtime.access import SCOPES, create_token
-from services.runtime.bootstrap import bootstrap_runtime
+from services.runtime.bootstrap import bootstrap_runtime, tune_gc
 from services.runtime.db import make_engine, writing
 from services.runtime.runner import SERVICE_NAMES, bootstrap_services, build_app, projector_for
 from services.runtime.settings import Settings
@@ -399,6 +399,7 @@ def _at_head(engine) -> bool:
 
 def _serve(app_, host: str, port: int) -> None:
     settings = app_.state.runtime.settings
+    tune_gc()
     logs.configure(settings.log_level, settings.log_format)
     # log_config=None keeps our JSON handlers; the middleware writes the access log
     uvicorn.run(app_, host=host, port=port, log_config=None, access_log=False,
@@ -449,6 +450,7 @@ def replay(projection: Annotated[str, typer.Argument(help="identity, profile, se
 
     runtime = bootstrap_runtime(Settings())
     handlers = replays.replayable(runtime)
+    tune_gc()
     names = list(handlers) if projection == "all" else [projection]
     if unknown := [n for n in names if n not in handlers]:
         console.print(f"[red]unknown projection {unknown[0]}[/]; known: {', '.join(handlers)}, all")

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from services.profile.domain.timeline import TimelineEvent
 from services.profile.domain.traits import TraitValue, consent_of, traits_of, winners
 from services.profile.tables import (Profile, ProfileAlias, ProfileConsent, ProfileEvent, ProfileIdentity,
                                      ProfileTrait)
@@ -38,6 +39,7 @@ class ProfileState:
     version: int
     computed: dict[str, Any]
     due_at: datetime | None
+    summary: dict[str, Any] | None  # running aggregates (domain/summary.py); None: fold the timeline
 
 
 PROFILE_COLUMNS = tuple(f.name for f in fields(ProfileState))
@@ -103,6 +105,7 @@ class Applied:
     traits: dict[str, dict[str, TraitValue]] = field(default_factory=dict)
     consent: dict[str, dict[str, TraitValue]] = field(default_factory=dict)
     profiles: dict[str, ProfileState] = field(default_factory=dict)  # and their rows as written
+    added: dict[str, list[TimelineEvent]] = field(default_factory=dict)  # each one's new events
 
 
 def apply_events(session: Session, messages: list[dict]) -> Applied:
@@ -126,6 +129,10 @@ def apply_events(session: Session, messages: list[dict]) -> Applied:
         return Applied(moved_from=moved_from)
     applied = Applied({row["profile_id"]: set() for row, _ in fresh}, moved_from)
     applied.profiles = _count(session, [row for row, _ in fresh])
+    for row, _ in fresh:
+        applied.added.setdefault(row["profile_id"], []).append(TimelineEvent(
+            row["message_id"], row["type"], row["name"], row["timestamp"], row["properties"], row["source"],
+            row["channel"]))
     applied.traits, changed_traits = _merge_traits(session, fresh, traits_of, ProfileTrait)
     applied.consent, changed_consent = _merge_traits(session, fresh, consent_of, ProfileConsent)
     for profile_id, name in changed_traits:
@@ -163,7 +170,7 @@ def _count(session: Session, rows: list[dict]) -> dict[str, ProfileState]:
         at: datetime = row["timestamp"]
         profile = profiles.get(row["profile_id"])
         if profile is None:
-            profile = profiles[row["profile_id"]] = ProfileState(row["profile_id"], at, at, 0, 0, {}, None)
+            profile = profiles[row["profile_id"]] = ProfileState(row["profile_id"], at, at, 0, 0, {}, None, None)
         profile.event_count += 1
         profile.first_seen, profile.last_seen = min(profile.first_seen, at), max(profile.last_seen, at)
         profile.version += 1

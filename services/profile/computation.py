@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
-from services.profile.domain.computed import ComputedTrait, compute_all
-from services.profile.domain.crm import CrmSettings, crm_metrics
+from services.profile.domain.computed import ComputedTrait
+from services.profile.domain.crm import CrmSettings
+from services.profile.domain.summary import fingerprint, fold, is_current, longest_window, summarise, values_of
 from services.profile.domain.timeline import TimelineEvent
 from services.profile.tables import ComputedTraitDefinition, ProfileEvent
 from services.runtime.clock import format_time, now
@@ -43,32 +44,47 @@ class Computation:
         names = {t.name for t in declared}
         return declared + [t for t in self.configured if t.name not in names]
 
-    def refresh_many(self, session: Session, profiles: list[ProfileState], definitions: list[ComputedTrait]) -> None:
-        timelines = timelines_of(session, [p.profile_id for p in profiles])
+    def refresh_many(self, session: Session, profiles: list[ProfileState], definitions: list[ComputedTrait],
+                     added: dict[str, list[TimelineEvent]] | None = None) -> None:
+        """Recompute computed traits and metrics, and when they next change alone. `added`: the
+        events each profile gained since its stored summary was folded, which are folded in;
+        None when the stored summaries can't be trusted (events moved, merged, split): the
+        whole timelines are read and folded. Windowed traits read the events in their window."""
+        moment, stamp = self.clock(), fingerprint(definitions, self.crm)
+        stale = {p.profile_id for p in profiles if added is None or not is_current(p.summary, stamp)}
+        timelines = timelines_of(session, stale)
+        window = longest_window(definitions)
+        recent = timelines_of(session, [p.profile_id for p in profiles if p.profile_id not in stale],
+                              since=moment - window) if window else {}
         for profile in profiles:
-            self.refresh(profile, timelines.get(profile.profile_id, []), definitions)
+            pid = profile.profile_id
+            if pid in stale:
+                profile.summary = summarise(timelines.get(pid, []), definitions, self.crm)
+            else:
+                fold(profile.summary, (added or {}).get(pid, []), definitions, self.crm)
+            self.refresh(profile, (timelines if pid in stale else recent).get(pid, []), definitions, moment)
 
-    def refresh(self, profile: ProfileState, events: list[TimelineEvent], definitions: list[ComputedTrait]) -> None:
-        """Recompute from the whole (de-duplicated) timeline, and when it next changes alone."""
-        moment = self.clock()
-        values, due = compute_all(definitions, events, moment)
-        metrics = crm_metrics(events, moment, self.crm)
-        if metrics["last_order_at"] is not None:  # days_since_last_order ticks over daily
-            tick = metrics["last_order_at"] + timedelta(days=metrics["days_since_last_order"] + 1)
+    def refresh(self, profile: ProfileState, recent: list[TimelineEvent], definitions: list[ComputedTrait],
+                moment: datetime) -> None:
+        values, due = values_of(profile.summary, recent, definitions, self.crm, moment)
+        if values["last_order_at"] is not None:  # days_since_last_order ticks over daily
+            tick = values["last_order_at"] + timedelta(days=values["days_since_last_order"] + 1)
             due = min(due, tick) if due else tick
-        profile.computed, profile.due_at = jsonable({**metrics, **values}), due
+        profile.computed, profile.due_at = jsonable(values), due
 
 
 TIMELINE = (ProfileEvent.profile_id, ProfileEvent.message_id, ProfileEvent.type, ProfileEvent.name,
             ProfileEvent.timestamp, ProfileEvent.properties, ProfileEvent.source, ProfileEvent.channel)
 
 
-def timelines_of(session: Session, profile_ids: list[str]) -> dict[str, list[TimelineEvent]]:
-    """Rows, not ORM objects: a batch reads every event of its profiles, and only these columns."""
+def timelines_of(session: Session, profile_ids: Iterable[str],
+                 since: datetime | None = None) -> dict[str, list[TimelineEvent]]:
+    """Each profile's events (after `since`): rows, not ORM objects, and only these columns."""
     found: dict[str, list[TimelineEvent]] = {}
+    after = ProfileEvent.timestamp > since if since is not None else true()
     for condition in each_in(session, ProfileEvent.profile_id, profile_ids):
         for profile_id, message_id, type_, name, at, properties, source, channel in session.execute(
-                select(*TIMELINE).where(condition)):
+                select(*TIMELINE).where(condition, after)):
             found.setdefault(profile_id, []).append(
                 TimelineEvent(message_id, type_, name, at, properties or {}, source, channel))
     return found

@@ -65,10 +65,13 @@ class ProfileHandler:
                  for p in sorted(emptied)] + self.recompute(session, survivors, changed, known))
 
     def recompute(self, session: Session, profile_ids: list[str],
-                  trait_changes: dict[str, set[str]] | None = None, known: Applied | None = None) -> list[Output]:
+                  trait_changes: dict[str, set[str]] | None = None, known: Applied | None = None,
+                  added: dict | None = None) -> list[Output]:
         """Refresh computed traits of changed profiles and announce their new snapshots, each
-        naming what changed so readers re-evaluate only what reads it. `known`: traits and
-        consent the batch has just written, read again only for the profiles it lacks."""
+        naming what changed so readers re-evaluate only what reads it. `known`: traits,
+        consent and rows the batch has just written, read again only for the profiles it
+        lacks, and the events it added. Without it, `added`: the events the profiles gained
+        since their summaries were folded ({} for none; None: fold their whole timelines)."""
         if not profile_ids:
             return []
         session.flush()
@@ -78,7 +81,8 @@ class ProfileHandler:
         traits = _known_or_read(session, profiles, known.traits if known else {}, ProfileTrait)
         consent = _known_or_read(session, profiles, known.consent if known else {}, ProfileConsent)
         computed_before = {p: dict(profile.computed or {}) for p, profile in profiles.items()}
-        self.computation.refresh_many(session, list(profiles.values()), definitions)
+        self.computation.refresh_many(session, list(profiles.values()), definitions,
+                                      known.added if known else added)
         outputs = []
         for profile_id in (p for p in profile_ids if p in profiles):
             profile = profiles[profile_id]

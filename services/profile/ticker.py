@@ -54,7 +54,7 @@ class ProfileTicker(BackgroundLoop):
             due = session.scalars(select(Profile.profile_id).where(Profile.due_at <= self.clock())
                                   .order_by(Profile.due_at).limit(self.batch_size)
                                   .with_for_update(skip_locked=True)).all()
-            publish_all(self.log, self.handler.recompute(session, list(due)))
+            publish_all(self.log, self.handler.recompute(session, list(due), added={}))  # time moved, not events
         return len(due)
 
     def anything_due(self) -> bool:
@@ -89,5 +89,6 @@ def forget_old_events(engine, cutoff: datetime, moment: datetime) -> int:
         touched = set(session.scalars(select(ProfileEvent.profile_id).where(ProfileEvent.timestamp < cutoff)))
         gone = session.execute(delete(ProfileEvent).where(ProfileEvent.timestamp < cutoff)).rowcount
         if touched:
-            session.execute(update(Profile).where(Profile.profile_id.in_(touched)).values(due_at=moment))
+            session.execute(update(Profile).where(Profile.profile_id.in_(touched))
+                            .values(due_at=moment, summary=None))  # folded again from what is kept
     return gone

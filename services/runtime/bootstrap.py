@@ -1,6 +1,7 @@
 """Builds what every service needs (settings, engine, log) once; tests pass overrides."""
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter
@@ -12,6 +13,21 @@ from services.runtime.log import Log, open_log
 from services.runtime.projector import Handler, Projector
 from services.runtime.sealing import KeyStore, SealingLog
 from services.runtime.settings import Settings, get_settings
+
+
+# A request or a projector's batch allocates thousands of objects (parsed JSON, pydantic
+# models, rows), so at the default threshold (700) the collector runs every few requests and
+# a full collection walks every object the process has: that stalled ingest's requests tens
+# of milliseconds (p99 of /v1/track 70 ms, p50 9 ms) and took ~5% of the profile projector.
+# Objects made at start are frozen out of the collector's walks and the young generation is
+# collected every 50,000 allocations instead.
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """For a service's process (every entry point calls it once its app is built)."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @dataclass

@@ -11,7 +11,6 @@ Infinity are written as null, as ingest has always written them into events.raw.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -31,14 +30,16 @@ def dumps_text(value: Any) -> str:
     return dumps(value).decode()
 
 
-_LONG_DIGITS = re.compile(rb"\d{19,}")  # could be an integer past 64 bits
-_LONG_DIGITS_TEXT = re.compile(r"\d{19,}")
+_DIGITS_AS_ZERO = bytes(48 if 48 <= b <= 57 else b for b in range(256))
+_LONG_RUN = b"0" * 19  # 19 digits or more could be an integer past 64 bits
 
 
 def loads(data: bytes | str) -> Any:
     """orjson reads an integer past 64 bits as the nearest float (3.13): such a document, rare,
-    goes to the standard library, which keeps it exact."""
-    if (_LONG_DIGITS_TEXT if isinstance(data, str) else _LONG_DIGITS).search(data):
+    goes to the standard library, which keeps it exact. (Digits mapped to one and a find: a
+    regular expression cost five times orjson's parse.)"""
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    if _LONG_RUN in raw.translate(_DIGITS_AS_ZERO):
         return json.loads(data)
     try:
         return orjson.loads(data)

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from services import migrations
-from services.profile.applying import survivors_of, traits_by_profile
-from services.profile.computation import Computation
+from services.profile.applying import read_profiles, survivors_of, traits_by_profile
+from services.profile.computation import Computation, timelines_of
+from services.profile.domain.summary import summarise
 from services.profile.domain.traits import visible
 from services.profile.domain.computed import ComputedTrait
 from services.profile.handler import ProfileHandler
@@ -207,3 +208,20 @@ def test_events_and_merges_in_one_batch_end_as_applied_one_at_a_time(apply, step
     for message in messages(single):
         apply(message)
     assert _stored(apply.engine, batched) == _stored(apply.engine, single)
+
+
+@examples(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.tuples(st.sampled_from("pq"), st.integers(1, 9), st.sampled_from([None, 5, 7.25])),
+                         min_size=1, max_size=6), min_size=1, max_size=4))
+def test_a_summary_kept_batch_by_batch_is_the_one_folded_from_the_stored_timeline(apply, settings, batches):
+    """A batch of events only folds its new events into each profile's stored summary (late
+    and redelivered events included): it must be what folding the whole timeline gives."""
+    run = uuid.uuid4().hex[:8]
+    for batch in batches:
+        apply(*(resolved(f"{run}-{who}", f"{run}-{who}-{day}", day, revenue) for who, day, revenue in batch))
+    crm = Computation.from_settings(settings).crm
+    with reading(apply.engine) as session:
+        profiles = read_profiles(session, {f"{run}-{who}" for batch in batches for who, *_ in batch})
+        kept = {pid: p.summary for pid, p in profiles.items()}
+        timelines = timelines_of(session, profiles)
+    assert kept == {pid: summarise(timelines[pid], [ORDERS], crm) for pid in profiles}

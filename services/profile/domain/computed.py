@@ -1,19 +1,25 @@
 """Computed traits: aggregations over a profile's timeline, optionally in a sliding window.
 
-A computed trait is recomputed from the profile's de-duplicated timeline, never
-incremented: after a merge (timelines united by messageId) or an unmerge (split),
-the value is what it would have been had the profiles always been one, or never.
+Each function is a fold (`start`, `add`, `value`) whose result doesn't depend on the order
+the events are added in, so an unwindowed trait is kept as a running state (summary.py),
+a batch adding only its new events, and still equals the value computed from the whole
+de-duplicated timeline: after a merge (timelines united by messageId) or an unmerge
+(split) the state is folded again from the timeline, so the value is what it would have
+been had the profiles always been one, or never. A windowed trait folds the events in
+its window when asked.
 """
 from __future__ import annotations
 
+import json
 import re
-from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from services.profile.domain.folds import (add_exact, count_in, earliest, exact_value, is_number, key_of, latest,
+                                           micros, moment, most_frequent)
 from services.profile.domain.timeline import TimelineEvent
 
 Function = Literal["count", "sum", "avg", "min", "max", "first", "last", "unique", "most_frequent"]
@@ -65,15 +71,51 @@ class ComputedTrait(BaseModel):
                       key=lambda e: (e.at, e.message_id))
 
     def compute(self, events: Sequence[TimelineEvent], now: datetime) -> Any:
-        chosen = self.relevant(events, now)
-        if self.function == "count":
-            return len(chosen)
-        if self.function in ("first", "last"):
-            if not chosen:
+        state = self.start()
+        for event in self.relevant(events, now):
+            state = self.add(state, event)
+        return self.value(state)
+
+    def start(self) -> Any:
+        """The fold's state before any event (JSON)."""
+        return {"count": 0, "sum": ["0", 0], "avg": ["0", 0], "unique": {}, "most_frequent": {}}.get(self.function)
+
+    def add(self, state: Any, event: TimelineEvent) -> Any:
+        """`state` with one more of this trait's events (the caller chose it as relevant)."""
+        function = self.function
+        if function == "count":
+            return state + 1
+        if function in ("first", "last"):
+            entry = [micros(event.at), event.message_id, event.properties.get(self.property) if self.property else None]
+            return (earliest if function == "first" else latest)(state, entry)
+        value = event.properties.get(self.property)
+        if function in ("unique", "most_frequent"):
+            if isinstance(value, (str, int, float, bool)):
+                count_in(state, key_of(value))
+            return state
+        if not is_number(value):
+            return state
+        if function in ("sum", "avg"):
+            return [add_exact(state[0], value), state[1] + 1]
+        return float(value) if state is None else (min if function == "min" else max)(state, float(value))
+
+    def value(self, state: Any) -> Any:
+        function = self.function
+        if function in ("count", "min", "max"):
+            return state
+        if function in ("first", "last"):
+            if state is None:
                 return None
-            event = chosen[0] if self.function == "first" else chosen[-1]
-            return event.properties.get(self.property) if self.property else event.at.isoformat()
-        return aggregate(self.function, [e.properties.get(self.property) for e in chosen])
+            return state[2] if self.property else moment(state[0]).isoformat()
+        if function == "unique":
+            return sorted((json.loads(k) for k in sorted(state)), key=str)
+        if function == "most_frequent":
+            key = most_frequent(state, tie_break=lambda k: (str(json.loads(k)), k))
+            return None if key is None else json.loads(key)
+        total, numbers = state
+        if function == "sum":
+            return round(exact_value(total), 6) if numbers else 0
+        return round(exact_value(total, numbers), 6) if numbers else None
 
     def next_change(self, events: Sequence[TimelineEvent], now: datetime) -> datetime | None:
         """When the windowed value next changes with no new event: its oldest event leaves."""
@@ -82,23 +124,6 @@ class ComputedTrait(BaseModel):
             return None
         chosen = self.relevant(events, now)
         return chosen[0].at + span if chosen else None
-
-
-def aggregate(function: str, values: list[Any]) -> Any:
-    if function in ("unique", "most_frequent"):
-        present = [v for v in values if isinstance(v, (str, int, float, bool))]
-        if function == "unique":
-            return sorted(set(present), key=str)
-        ranked = Counter(present).most_common()
-        return min((v for v, n in ranked if n == ranked[0][1]), key=str) if ranked else None
-    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if function == "sum":
-        return round(sum(numbers), 6)
-    if not numbers:
-        return None
-    if function == "avg":
-        return round(sum(numbers) / len(numbers), 6)
-    return min(numbers) if function == "min" else max(numbers)
 
 
 def compute_all(traits: Sequence[ComputedTrait], events: Sequence[TimelineEvent],

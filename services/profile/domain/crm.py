@@ -1,17 +1,21 @@
-"""The built-in CRM metrics of a profile, computed from its timeline (pure).
+"""The built-in CRM metrics of a profile, from its timeline (pure).
 
 Event names follow the canonical catalogue in schemas/ (Segment's e-commerce and
-support conventions). Every metric is recomputed from the de-duplicated timeline,
-so merges and unmerges never count an event twice.
+support conventions). The timeline is folded into a state (`crm_start`, `crm_add`) whose
+result doesn't depend on the order of the events, kept as a running state per profile
+(summary.py) and folded again from the de-duplicated timeline after a merge or an unmerge,
+so no event counts twice; the metrics are read off the state at a moment (`metrics_of`).
 """
 from __future__ import annotations
 
-from collections import Counter
+from bisect import insort
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.profile.domain.folds import (MICROSECOND, add_exact, count_in, exact_value, is_number, key_of, latest,
+                                           micros, moment, most_frequent)
 from services.profile.domain.timeline import TimelineEvent
 
 ORDER, REFUND = "Order Completed", "Order Refunded"
@@ -58,49 +62,83 @@ def amount(event: TimelineEvent, settings: CrmSettings) -> float | None:
     return None if rate is None else float(value) * rate
 
 
-def visits(events: Sequence[TimelineEvent]) -> int:
-    views = sorted(e.at for e in events if e.type in ("page", "screen"))
-    return sum(1 for i, at in enumerate(views) if i == 0 or at - views[i - 1] > SESSION_GAP)
+def crm_start() -> dict[str, Any]:
+    """The state of no events: what the metrics need, each part order-independent (JSON)."""
+    return {"seen": None, "visits": [], "orders": [], "revenue": "0", "refunds": 0, "refunded": "0",
+            "tickets": {}, "nps": None, "csat": ["0", 0], "social": 0, "channels": {}}
 
 
-def open_tickets(events: Sequence[TimelineEvent]) -> int:
-    state: dict[Any, bool] = {}
-    for event in sorted(events, key=lambda e: (e.at, e.message_id)):
-        ticket = event.properties.get("ticket_id")
-        if ticket is not None and event.name in (TICKET_OPENED, TICKET_RESOLVED):
-            state[ticket] = event.name == TICKET_OPENED
-    return sum(state.values())
+def crm_add(state: dict[str, Any], event: TimelineEvent, settings: CrmSettings) -> None:
+    at, name = micros(event.at), event.name
+    state["seen"] = [at, at] if state["seen"] is None else [min(state["seen"][0], at), max(state["seen"][1], at)]
+    if event.type in ("page", "screen"):
+        state["visits"] = add_view(state["visits"], at)
+    if name in (ORDER, REFUND):
+        total = "revenue" if name == ORDER else "refunded"
+        if (value := amount(event, settings)) is not None:
+            state[total] = add_exact(state[total], value)
+        if name == ORDER:
+            insort(state["orders"], at)
+        else:
+            state["refunds"] += 1
+    ticket = event.properties.get("ticket_id")
+    if ticket is not None and name in (TICKET_OPENED, TICKET_RESOLVED):
+        key = key_of(ticket)  # a ticket is open as its latest event says
+        state["tickets"][key] = latest(state["tickets"].get(key), [at, event.message_id, name == TICKET_OPENED])
+    if name == SURVEY:
+        _add_survey(state, event, at)
+    if name in SOCIAL:
+        state["social"] += 1
+    count_in(state["channels"], channel_of(event))
 
 
-def _named(events: Sequence[TimelineEvent], name: str) -> list[TimelineEvent]:
-    return sorted((e for e in events if e.name == name), key=lambda e: (e.at, e.message_id))
+def _add_survey(state: dict[str, Any], event: TimelineEvent, at: int) -> None:
+    nps, csat = event.properties.get("nps"), event.properties.get("csat")
+    if is_number(nps):
+        state["nps"] = latest(state["nps"], [at, event.message_id, float(nps)])
+    if is_number(csat):
+        state["csat"] = [add_exact(state["csat"][0], float(csat)), state["csat"][1] + 1]
 
 
-def _scores(surveys: list[TimelineEvent], key: str) -> list[float]:
-    return [float(e.properties[key]) for e in surveys
-            if isinstance(e.properties.get(key), (int, float)) and not isinstance(e.properties[key], bool)]
+def add_view(visits: list[list[int]], at: int) -> list[list[int]]:
+    """Visits as [first view, last view], the views of one at most SESSION_GAP apart: a view
+    within the gap of one or two visits joins them."""
+    gap = SESSION_GAP // MICROSECOND
+    near = [v for v in visits if v[0] - gap <= at <= v[1] + gap]
+    joined = [min([at] + [v[0] for v in near]), max([at] + [v[1] for v in near])]
+    return sorted([v for v in visits if v not in near] + [joined])
+
+
+def _rounded(total: str, places: int) -> float | int:
+    return round(exact_value(total), places) if total != "0" else 0
 
 
 def crm_metrics(events: Sequence[TimelineEvent], now: datetime, settings: CrmSettings) -> dict[str, Any]:
-    orders, refunds = _named(events, ORDER), _named(events, REFUND)
-    revenue = round(sum(a for e in orders if (a := amount(e, settings)) is not None), 2)
-    refunded = round(sum(a for e in refunds if (a := amount(e, settings)) is not None), 2)
-    surveys = _named(events, SURVEY)
-    nps, csat = _scores(surveys, "nps"), _scores(surveys, "csat")
-    first = min((e.at for e in events), default=None)
+    state = crm_start()
+    for event in events:
+        crm_add(state, event, settings)
+    return metrics_of(state, now, settings)
+
+
+def metrics_of(state: dict[str, Any], now: datetime, settings: CrmSettings) -> dict[str, Any]:
+    orders = [moment(at) for at in state["orders"]]
+    revenue, refunded = _rounded(state["revenue"], 2), _rounded(state["refunded"], 2)
+    nps = state["nps"][2] if state["nps"] else None
+    csat_total, surveys = state["csat"]
+    seen = [moment(at) for at in state["seen"]] if state["seen"] else [None, None]
     metrics = {
-        "first_seen": first, "last_seen": max((e.at for e in events), default=None),
-        "visits": visits(events), "orders": len(orders), "revenue": revenue,
+        "first_seen": seen[0], "last_seen": seen[1],
+        "visits": len(state["visits"]), "orders": len(orders), "revenue": revenue,
         "average_order_value": round(revenue / len(orders), 2) if orders else None,
-        "last_order_at": orders[-1].at if orders else None,
-        "days_since_last_order": (now - orders[-1].at).days if orders else None,
-        "refunds": len(refunds), "refunded_amount": refunded,
+        "last_order_at": orders[-1] if orders else None,
+        "days_since_last_order": (now - orders[-1]).days if orders else None,
+        "refunds": state["refunds"], "refunded_amount": refunded,
         "clv_historic": round(revenue - refunded, 2),
-        "open_support_tickets": open_tickets(events),
-        "last_nps_score": nps[-1] if nps else None, "nps_category": nps_category(nps[-1] if nps else None),
-        "csat_average": round(sum(csat) / len(csat), 2) if csat else None,
-        "social_engagement": sum(1 for e in events if e.name in SOCIAL),
-        "preferred_channel": _preferred_channel(events),
+        "open_support_tickets": sum(1 for *_, is_open in state["tickets"].values() if is_open),
+        "last_nps_score": nps, "nps_category": nps_category(nps),
+        "csat_average": round(exact_value(csat_total, surveys), 2) if surveys else None,
+        "social_engagement": state["social"],
+        "preferred_channel": most_frequent(state["channels"]),
         "reporting_currency": settings.reporting_currency,
     }
     risk = churn_risk(metrics, orders, now)
@@ -109,23 +147,18 @@ def crm_metrics(events: Sequence[TimelineEvent], now: datetime, settings: CrmSet
     return metrics
 
 
-def _preferred_channel(events: Sequence[TimelineEvent]) -> str | None:
-    ranked = Counter(channel_of(e) for e in events).most_common()
-    return min((c for c, n in ranked if n == ranked[0][1])) if ranked else None
-
-
 @dataclass(frozen=True)
 class ChurnRisk:
     score: float  # 0 (safe) .. 1 (gone)
     inputs: dict[str, float]  # each input's contribution to the score
 
 
-def churn_risk(metrics: Mapping[str, Any], orders: list[TimelineEvent], now: datetime) -> ChurnRisk:
+def churn_risk(metrics: Mapping[str, Any], orders: list[datetime], now: datetime) -> ChurnRisk:
     """An explainable score: lateness against the customer's own order rhythm, open tickets
     and a detractor NPS, capped at 1. Contributions are returned so a marketer sees why."""
     inputs: dict[str, float] = {}
     if orders:
-        gaps = [(b.at - a.at).days for a, b in zip(orders, orders[1:])]
+        gaps = [(b - a).days for a, b in zip(orders, orders[1:])]
         usual_gap = max(sum(gaps) / len(gaps), 14.0) if gaps else 60.0
         inputs["overdue"] = round(min(max(metrics["days_since_last_order"] / usual_gap - 1, 0) / 2, 0.6), 3)
     elif metrics["last_seen"] is not None:
@@ -135,13 +168,13 @@ def churn_risk(metrics: Mapping[str, Any], orders: list[TimelineEvent], now: dat
     return ChurnRisk(round(min(sum(inputs.values()), 1.0), 3), inputs)
 
 
-def predicted_clv(metrics: Mapping[str, Any], orders: list[TimelineEvent], now: datetime,
+def predicted_clv(metrics: Mapping[str, Any], orders: list[datetime], now: datetime,
                   risk: float, settings: CrmSettings) -> float | None:
     """Historic CLV plus average order value x yearly order rate x expected remaining years,
     discounted by the churn risk. Tenure under a month counts as a month."""
     if not orders:
         return None
-    tenure_years = max((now - orders[0].at).days / 365.25, 1 / 12)
+    tenure_years = max((now - orders[0]).days / 365.25, 1 / 12)
     yearly_orders = len(orders) / tenure_years
     future = metrics["average_order_value"] * yearly_orders * settings.expected_lifetime_years * (1 - risk)
     return round(metrics["clv_historic"] + future, 2)
