@@ -106,11 +106,14 @@ class Applied:
     consent: dict[str, dict[str, TraitValue]] = field(default_factory=dict)
     profiles: dict[str, ProfileState] = field(default_factory=dict)  # and their rows as written
     added: dict[str, list[TimelineEvent]] = field(default_factory=dict)  # each one's new events
+    written: bool = False  # whether `profiles` are written yet
 
 
-def apply_events(session: Session, messages: list[dict]) -> Applied:
+def apply_events(session: Session, messages: list[dict], last: bool = False) -> Applied:
     """Apply resolved events; answers the profiles they changed (each with its changed trait
     names), and the profiles that lost events moved elsewhere (to rebuild from the rest).
+    `last`: nothing else in the batch touches these profiles, so when no event moved their
+    rows are left for the caller to write once recomputed (`Applied.written` False).
 
     Each message is held by one profile at a given version: a redelivered or older copy
     changes nothing; a newer one held by another profile moves there (docs/identity.md)."""
@@ -129,6 +132,9 @@ def apply_events(session: Session, messages: list[dict]) -> Applied:
         return Applied(moved_from=moved_from)
     applied = Applied({row["profile_id"]: set() for row, _ in fresh}, moved_from)
     applied.profiles = _count(session, [row for row, _ in fresh])
+    if not (last and not moved_from):
+        write_profiles(session, applied.profiles.values())
+        applied.written = True
     for row, _ in fresh:
         applied.added.setdefault(row["profile_id"], []).append(TimelineEvent(
             row["message_id"], row["type"], row["name"], row["timestamp"], row["properties"], row["source"],
@@ -174,7 +180,6 @@ def _count(session: Session, rows: list[dict]) -> dict[str, ProfileState]:
         profile.event_count += 1
         profile.first_seen, profile.last_seen = min(profile.first_seen, at), max(profile.last_seen, at)
         profile.version += 1
-    write_profiles(session, profiles.values())
     return profiles
 
 

@@ -44,7 +44,7 @@ class ProfileHandler:
         for kind, run in runs:
             for message in run if kind != "event" else [run]:
                 if kind == "event":
-                    applied = apply_events(session, message)
+                    applied = apply_events(session, message, last=len(runs) == 1)
                     for profile_id, names in sorted(applied.changed.items()):
                         changed.setdefault(profile_id, set()).update(names)
                     for profile_id in sorted(applied.moved_from):
