@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.identity.domain.identifiers import Identifier
@@ -28,7 +28,7 @@ from services.identity.domain.resolution import Evidence, Graph, groups_of
 from services.identity.store import (GraphStore, component_of, event_row, evidence_key, links_of,
                                      resolved_event)
 from services.identity.tables import IdentityComponent, IdentityEvent, IdentityLink, IdentityProfile
-from services.runtime.db import each_in, insert_new_rows, insert_rows
+from services.runtime.db import each_in, insert_new_rows, insert_rows, update_each
 from services.runtime.projector import Output, RetryBatch
 
 Item = tuple[dict, Evidence, tuple[str, int, int]]  # (event, its evidence, its position in the log)
@@ -78,13 +78,14 @@ class Writes:
         # no id is named after an identifier without a component yet (components stay)
         self._insert_new(session, IdentityProfile, self.profiles, ["profile_id"])
         insert_rows(session, IdentityEvent, self.events)
-        if self.renames:  # in the order made: a component renamed twice ends in the last one
-            for model in (IdentityLink, IdentityEvent):
-                _update_each(session, model, self.renames, component=bindparam("into"))
-            _update_each(session, IdentityComponent, self.renames, merged_into=bindparam("into"))
-        if self.last_keys:
-            _update_each(session, IdentityComponent, [{"held": c, "key": k} for c, k in self.last_keys.items()],
-                         last_key=bindparam("key"))
+        moves = final_components(self.renames)
+        for model in (IdentityLink, IdentityEvent):
+            update_each(session, model.__table__, "component", {c: {"component": into} for c, into in moves.items()})
+        # a component joined twice names the last one it joined (later renames overwrite)
+        update_each(session, IdentityComponent.__table__, "component",
+                    {r["held"]: {"merged_into": r["into"]} for r in self.renames})
+        update_each(session, IdentityComponent.__table__, "component",
+                    {c: {"last_key": k} for c, k in self.last_keys.items()})
         self.__init__()
 
     @staticmethod
@@ -94,10 +95,17 @@ class Writes:
             raise RetryBatch(f"{model.__tablename__}: a row this batch made was made concurrently")
 
 
-def _update_each(session: Session, model, rows: list[dict], **values) -> None:
-    """UPDATE model SET values WHERE component = :held, once per row (one executemany)."""
-    table = model.__table__
-    session.connection().execute(update(table).where(table.c.component == bindparam("held")).values(**values), rows)
+def final_components(renames: list[dict]) -> dict[str, str]:
+    """Where each component's rows end when the renames ({"held", "into"}) run in the order
+    made: a component renamed into one renamed later ends in the later one's target."""
+    final: dict[str, str] = {}
+    for rename in renames:
+        held, into = rename["held"], rename["into"]
+        for start, now in final.items():
+            if now == held:
+                final[start] = into
+        final.setdefault(held, into)
+    return {start: into for start, into in final.items() if start != into}
 
 
 def _joined(names: list[str], target: str, key: str) -> list[dict]:

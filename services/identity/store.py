@@ -108,7 +108,7 @@ def links_of(session: Session, identifiers) -> dict[Identifier, str]:
     links: dict[Identifier, str] = {}
     for keys in in_chunks({(i.type, i.value) for i in identifiers}):
         rows = session.execute(select(IdentityLink.type, IdentityLink.value, IdentityLink.component)
-                               .where(pairs_in(IdentityLink.type, IdentityLink.value, keys)))
+                               .where(pairs_in(session, IdentityLink.type, IdentityLink.value, keys)))
         links.update({Identifier(t, v): c for t, v, c in rows})
     return links
 
@@ -269,7 +269,7 @@ class GraphStore:
         gone = [(i.type, i.value) for i in change.old if i not in change.new]
         if gone:
             self.session.execute(delete(IdentityLink).where(
-                pairs_in(IdentityLink.type, IdentityLink.value, gone)))
+                pairs_in(self.session, IdentityLink.type, IdentityLink.value, gone)))
         moved: dict[str, list[tuple[str, str]]] = {}
         for identifier, profile_id in change.new.items():
             if change.old.get(identifier) != profile_id:
@@ -296,7 +296,7 @@ class GraphStore:
     def _update_links(self, keys: list[tuple[str, str]], **values) -> None:
         if keys:
             self.session.execute(update(IdentityLink).where(
-                pairs_in(IdentityLink.type, IdentityLink.value, keys)).values(**values))
+                pairs_in(self.session, IdentityLink.type, IdentityLink.value, keys)).values(**values))
 
     def _write_profiles(self, change: Change) -> None:
         """Every profile id reads as the profile now holding the identifier it is named after."""
@@ -308,7 +308,7 @@ class GraphStore:
         if not touched:
             return
         for row in self.session.scalars(select(IdentityProfile).where(
-                pairs_in(IdentityProfile.named_type, IdentityProfile.named_value, touched))):
+                pairs_in(self.session, IdentityProfile.named_type, IdentityProfile.named_value, touched))):
             reading = change.new[Identifier(row.named_type, row.named_value)]
             row.merged_into = None if reading == row.profile_id else reading
 
@@ -357,7 +357,7 @@ class GraphStore:
         owner = {i: p for p, ids in split.parts.items() for i in ids}
         keys = [(i.type, i.value) for i in [*owner, *split.removed]]
         rows = self.session.scalars(select(IdentityProfile).where(
-            pairs_in(IdentityProfile.named_type, IdentityProfile.named_value, keys)))
+            pairs_in(self.session, IdentityProfile.named_type, IdentityProfile.named_value, keys)))
         return {r.profile_id: owner.get(Identifier(r.named_type, r.named_value)) for r in rows}
 
     def _reresolved(self, change: Change, moved: list[str], old_events: dict) -> list[Output]:

@@ -128,7 +128,7 @@ def _delete_rows(session: Session, table: Table, person: Person) -> int:
         conditions += _in(columns.message_id, person.message_ids)
     if table.name in IDENTIFIER_COLUMNS:
         type_, value = IDENTIFIER_COLUMNS[table.name]
-        conditions += [pairs_in(columns[type_], columns[value], chunk)
+        conditions += [pairs_in(session, columns[type_], columns[value], chunk)
                        for chunk in in_chunks(person.identifiers)]
     if not conditions:
         return 0

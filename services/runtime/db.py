@@ -17,7 +17,7 @@ from typing import Any
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, DateTime, LargeBinary, MetaData, Text, and_, any_, bindparam, cast, column, create_engine, event,
-                        false, func, literal_column, or_, select)
+                        false, func, literal_column, or_, select, tuple_, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -181,13 +181,23 @@ def each_in(session: Session, column: Any, values: Iterable) -> Iterator[Any]:
         yield column == any_(bindparam(None, ordered, type_=postgresql.ARRAY(column.type)))
 
 
-def pairs_in(first: Any, second: Any, pairs: Iterable[tuple]) -> Any:
-    """`(first, second) IN pairs`, spelled as `first = a AND second IN (...)` per first value:
-    SQLite answers a row-value IN (VALUES ...) by scanning the whole table, this by its index."""
+def pairs_in(session: Session, first: Any, second: Any, pairs: Iterable[tuple]) -> Any:
+    """`(first, second) IN pairs`. On PostgreSQL against two unnested array parameters: one
+    statement text whatever the number of pairs, so SQLAlchemy expands no list and psycopg
+    parses it once. On SQLite spelled as `first = a AND second IN (...)` per first value: it
+    answers a row-value IN (VALUES ...) by scanning the whole table, this by its index."""
+    pairs = list(pairs)
+    if session.get_bind().dialect.name == "postgresql":
+        return tuple_(first, second).in_(select(_unnested([a for a, _ in pairs], first.type),
+                                                _unnested([b for _, b in pairs], second.type)))
     grouped: dict[Any, list] = defaultdict(list)
     for a, b in pairs:
         grouped[a].append(b)
     return or_(false(), *(and_(first == a, second.in_(bs)) for a, bs in sorted(grouped.items())))
+
+
+def _unnested(values: list, type_: Any) -> Any:
+    return func.unnest(cast(bindparam(None, values, type_=postgresql.ARRAY(type_)), postgresql.ARRAY(type_)))
 
 
 def upsert(session: Session, model: Any, rows: Sequence[dict], keys: Iterable[str],
@@ -245,12 +255,36 @@ def _recordset_insert(table: Any, names: list[str]) -> Any:
     projector's time); arrays a column (unnest) cost psycopg's array dumper, written in
     Python, an eighth of it still. JSON null is kept as JSON null in JSON columns, as an
     ORM insert writes None."""
-    rows = (func.jsonb_to_recordset(cast(bindparam("rows", type_=Text()), postgresql.JSONB()))
-            .table_valued(*(column(name, table.c[name].type) for name in names))
-            .render_derived(name="row", with_types=True))
+    rows = _recordset([(name, table.c[name].type) for name in names])
     return postgresql.insert(table).from_select(names, select(*(
         func.coalesce(rows.c[name], literal_column("'null'::jsonb"))
         if isinstance(table.c[name].type, Json) else rows.c[name] for name in names)))
+
+
+def _recordset(fields: list[tuple[str, Any]]) -> Any:
+    """The rows of the JSON document bound as :rows, each field typed (PostgreSQL)."""
+    return (func.jsonb_to_recordset(cast(bindparam("rows", type_=Text()), postgresql.JSONB()))
+            .table_valued(*(column(name, type_) for name, type_ in fields))
+            .render_derived(name="row", with_types=True))
+
+
+def update_each(session: Session, table: Any, key: str, changes: dict[Any, dict[str, Any]]) -> None:
+    """UPDATE table SET values WHERE key = k, for each k and its values (all setting the same
+    columns): on PostgreSQL one statement joined to the changes sent as one JSON document, on
+    SQLite an executemany."""
+    if not changes:
+        return
+    names = list(next(iter(changes.values())))
+    rows = [{"match_": k, **{f"new_{n}": v for n, v in values.items()}} for k, values in changes.items()]
+    session.flush()
+    if session.get_bind().dialect.name != "postgresql":
+        statement = update(table).where(table.c[key] == bindparam("match_")).values(
+            {n: bindparam(f"new_{n}") for n in names})
+        session.connection().execute(statement, rows)
+        return
+    new = _recordset([("match_", table.c[key].type)] + [(f"new_{n}", table.c[n].type) for n in names])
+    statement = update(table).where(table.c[key] == new.c.match_).values({n: new.c[f"new_{n}"] for n in names})
+    session.connection().execute(statement, {"rows": jsoncodec.dumps_text(rows)})
 
 
 def _refuse_naive_times(table: Any, names: list[str], rows: Sequence[dict]) -> None:

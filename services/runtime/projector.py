@@ -221,7 +221,8 @@ class Projector:
         a fixed order, so two workers never deadlock; a missing one is made."""
         rows = session.scalars(select(ConsumerOffset).where(
             ConsumerOffset.consumer == self.handler.name,
-            pairs_in(ConsumerOffset.topic, ConsumerOffset.partition, [(tp.topic, tp.partition) for tp in partitions]))
+            pairs_in(session, ConsumerOffset.topic, ConsumerOffset.partition,
+                     [(tp.topic, tp.partition) for tp in partitions]))
             .order_by(ConsumerOffset.topic, ConsumerOffset.partition).with_for_update())
         offsets = {TopicPartition(row.topic, row.partition): row for row in rows}
         for tp in sorted(partitions - offsets.keys()):

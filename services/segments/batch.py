@@ -89,7 +89,7 @@ class BatchState:
                     for key, at in state.members.items() if was.get(key) != at]
         member = SegmentMember.__table__.c
         for pairs in in_chunks(gone):
-            session.execute(delete(SegmentMember).where(pairs_in(member.segment_key, member.profile_id, pairs)))
+            session.execute(delete(SegmentMember).where(pairs_in(session, member.segment_key, member.profile_id, pairs)))
         _insert(session, SegmentMember, new, ["segment_key", "profile_id"])
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, event, insert, select, update
 from sqlalchemy.orm import Session
 
-from services.runtime.db import Json, UtcDateTime, each_in, insert_new_rows, make_engine, upsert
+from services.runtime.db import Json, UtcDateTime, each_in, insert_new_rows, make_engine, update_each, upsert
 
 METADATA = MetaData()
 ROWS = Table("rows_tried", METADATA, Column("key", String(64), primary_key=True), Column("n", Integer),
@@ -98,3 +98,16 @@ def test_a_naive_time_is_refused_on_every_backend(engine):
     naive = rows(range(1, 3)) + [{"key": "naive", "n": 0, "doc": None, "at": datetime(2026, 1, 5), "raw": b""}]
     with Session(engine) as session, session.begin(), pytest.raises(Exception, match="naive datetime"):
         upsert(session, Tried, naive, ["key"])
+
+
+def test_update_each_sets_each_keys_values_as_one_update_a_row_does(engine):
+    with Session(engine) as session, session.begin():
+        insert_new_rows(session, Tried, rows(range(50)), ["key"])
+        session.execute(insert(PLAIN), rows(range(50)))
+        changes = {f"k{k}": {"n": -k, "doc": {"k": [k]}, "at": T0} for k in range(0, 60, 3)}  # k51..k57: no row
+        update_each(session, ROWS, "key", changes)
+        for key, values in changes.items():
+            session.execute(update(PLAIN).where(PLAIN.c.key == key).values(**values))
+    with engine.connect() as conn:
+        tried, plain = (conn.execute(select(t).order_by(t.c.key)).all() for t in (ROWS, PLAIN))
+    assert tried == plain and len(tried) == 50
