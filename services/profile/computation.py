@@ -61,7 +61,7 @@ class Computation:
             if pid in stale:
                 profile.summary = summarise(timelines.get(pid, []), definitions, self.crm)
             else:
-                fold(profile.summary, (added or {}).get(pid, []), definitions, self.crm)
+                profile.summary = fold(profile.summary, (added or {}).get(pid, []), definitions, self.crm)
             self.refresh(profile, (timelines if pid in stale else recent).get(pid, []), definitions, moment)
 
     def refresh(self, profile: ProfileState, recent: list[TimelineEvent], definitions: list[ComputedTrait],

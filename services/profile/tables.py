@@ -17,8 +17,9 @@ class Profile(Base):
     version: Mapped[int] = mapped_column(BigInteger)  # grows on every change; orders snapshots
     computed: Mapped[dict] = mapped_column(Json, default=dict, server_default=text("'{}'"))
     due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
-    # running aggregates of the timeline (domain/summary.py); NULL: fold the timeline again
-    summary: Mapped[dict | None] = mapped_column(Json, nullable=True)
+    # running aggregates of the timeline (domain/summary.py); NULL: fold the timeline again.
+    # Deferred: only the projector reads it (by column), not the ORM loads of the views
+    summary: Mapped[dict | None] = mapped_column(Json, nullable=True, deferred=True)
 
 
 class LastWriteWins:

@@ -51,7 +51,17 @@ def fold(summary: dict[str, Any], events: Sequence[TimelineEvent], definitions: 
         for trait in unwindowed:
             if event.matches(trait.event, trait.where):
                 states[trait.name] = trait.add(states[trait.name], event)
-    return summary
+    return canonical(summary)
+
+
+def canonical(value: Any) -> Any:
+    """Objects with their keys sorted, so equal summaries are stored as equal text (SQLite
+    keeps JSON as written; replay compares rebuilt rows with the live ones)."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
 
 
 def summarise(events: Sequence[TimelineEvent], definitions: Sequence[ComputedTrait],
