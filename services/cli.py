@@ -6,6 +6,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from enum import Enum
 from typing import Annotated
 
@@ -259,12 +261,34 @@ def revoke_token(token_id: str) -> None:
     from services.runtime.access import AccessToken
 
     with writing(make_engine(Settings().database_url)) as session:
-        row = session.get(AccessToken, token_id)
-        if row is None:
-            console.print(f"[red]no token {token_id!r}[/]")
-            raise typer.Exit(2)
+        row = _row_or_exit(session, AccessToken, token_id, "token")
         row.revoked_at = row.revoked_at or now()
     console.print(f"token {token_id} revoked")
+
+
+def _row_or_exit(session, model, key: str, what: str):
+    """The row of `model` keyed `key`, else a message naming `what` and exit code 2."""
+    row = session.get(model, key)
+    if row is None:
+        console.print(f"[red]no {what} {key!r}[/]")
+        raise typer.Exit(2)
+    return row
+
+
+@contextmanager
+def _writing_runtime(refused: type[Exception], code: int, message: Callable[[Exception], str]):
+    """The runtime and one write transaction for a command; `refused` errors are printed with
+    `message` and exit with `code` (nothing is committed)."""
+    settings = Settings()
+    runtime = bootstrap_runtime(settings)
+    try:
+        with writing(runtime.engine) as session:
+            yield settings, runtime, session
+    except refused as error:
+        console.print(f"[red]{message(error)}[/]")
+        raise typer.Exit(code) from None
+    finally:
+        runtime.close()
 
 
 identity = typer.Typer(help="The identity graph.", no_args_is_help=True)
@@ -280,17 +304,9 @@ def unmerge_identifier(profile_id: str, type_: Annotated[str, typer.Argument(met
     from services.identity.domain.rules import load_rules
     from services.identity.operations import NotFound, unmerge
 
-    settings = Settings()
-    runtime = bootstrap_runtime(settings)
-    try:
-        with writing(runtime.engine) as session:
-            done = unmerge(session, runtime.log, load_rules(settings.identity_rules_path), profile_id,
-                           Identifier(type_, value), "block" if block else "remove", reason)
-    except NotFound as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(1) from None
-    finally:
-        runtime.close()
+    with _writing_runtime(NotFound, 1, str) as (settings, runtime, session):
+        done = unmerge(session, runtime.log, load_rules(settings.identity_rules_path), profile_id,
+                       Identifier(type_, value), "block" if block else "remove", reason)
     console.print(f"{'blocked' if block else 'removed'} {type_} {value!r} from {done['profile_id']}; "
                   f"{done['events_resolved_again']} events resolved again")
 
@@ -307,17 +323,9 @@ def request_erasure(type_: Annotated[str, typer.Argument(metavar="TYPE")], value
     from services.privacy.requests import request_deletion
     from services.runtime.http import ApiError
 
-    settings = Settings()
-    runtime = bootstrap_runtime(settings)
-    try:
-        with writing(runtime.engine) as session:
-            row = request_deletion(session, runtime.keys, load_rules(settings.identity_rules_path), type_, value,
-                                   mode or settings.erasure_mode)
-    except ApiError as error:
-        console.print(f"[red]{error.message}[/]")
-        raise typer.Exit(2) from None
-    finally:
-        runtime.close()
+    with _writing_runtime(ApiError, 2, lambda error: error.message) as (settings, runtime, session):
+        row = request_deletion(session, runtime.keys, load_rules(settings.identity_rules_path), type_, value,
+                               mode or settings.erasure_mode)
     console.print(f"deletion request {row.id}: pending (follow it with `rapport privacy status {row.id}`)")
 
 
@@ -330,10 +338,7 @@ def erasure_status(request_id: str) -> None:
     from services.privacy.tables import DeletionRequest
 
     with writing(make_engine(Settings().database_url)) as session:
-        row = session.get(DeletionRequest, request_id)
-        if row is None:
-            console.print(f"[red]no deletion request {request_id!r}[/]")
-            raise typer.Exit(2)
+        row = _row_or_exit(session, DeletionRequest, request_id, "deletion request")
         console.print_json(json.dumps(status_of(row).model_dump()))
 
 

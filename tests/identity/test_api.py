@@ -128,6 +128,8 @@ def test_the_cli_unmerges_too(world, settings, monkeypatch):
                                       "--reason", "shared device"])
     assert result.exit_code == 0, result.output
     assert world.owners()[Identifier("anonymous_id", "tablet")] == TABLET
+    unknown = CliRunner().invoke(app, ["identity", "unmerge", "no-such-profile", "anonymous_id", "tablet"])
+    assert unknown.exit_code == 1 and "profile 'no-such-profile' has no identifier" in unknown.output
 
 
 # --- the paths: /v1/profiles/{id}/identities, /merges, /unmerge ---------------------

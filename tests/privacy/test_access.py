@@ -112,10 +112,10 @@ def test_cli_admin_actions_are_audited_and_tokens_listed_and_revoked(settings, t
     migrations.upgrade(runtime.engine)
     env = {**settings_env(settings), "PYTHONPATH": "."}
 
-    def rapport(*args):
+    def rapport(*args, exit_code=0):
         done = subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True,
                               text=True, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.returncode == exit_code, done.stdout + done.stderr
         return done.stdout
     rapport("token", "create", "ops", "--scope", "privacy")
     token_id = next(line.split()[0] for line in rapport("token", "list").splitlines() if " ops " in line)
@@ -126,4 +126,5 @@ def test_cli_admin_actions_are_audited_and_tokens_listed_and_revoked(settings, t
     assert [e.action for e in entries] == ["rapport token create ops --scope privacy",
                                            f"rapport token revoke {token_id}"]  # listing is not audited
     assert all(e.actor.startswith("cli (") for e in entries)
+    assert "no token 'nope'" in rapport("token", "revoke", "nope", exit_code=2)
     runtime.close()

@@ -171,14 +171,16 @@ def test_the_cli_requests_an_erasure_and_audits_it_without_the_identifier(settin
         wait_until(lambda: pipeline.api.get(f"/v1/privacy/deletions/{request_id}").json()["status"] == "done",
                    60, "the request to be done")
         assert '"done"' in rapport(settings, "privacy", "status", request_id)
+        assert "blank or blocked" in rapport(settings, "privacy", "delete", "email", "   ", exit_code=2)  # said why
+        assert "no deletion request 'nope'" in rapport(settings, "privacy", "status", "nope", exit_code=2)
         audit = pipeline.api.get("/v1/admin/audit").json()
         assert any(e["action"] == "rapport privacy delete email [redacted]" for e in audit["entries"]), audit
         assert found_in_tables([pipeline.runtime.engine], NEEDLES) == []
 
 
-def rapport(settings, *args: str) -> str:
+def rapport(settings, *args: str, exit_code: int = 0) -> str:
     """The `rapport` command in a child process, on these settings; its output."""
     done = subprocess.run([str(Path(sys.executable).parent / "rapport"), *args], capture_output=True,
                           text=True, timeout=120, env={**os.environ, **settings_env(settings)})
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == exit_code, done.stdout + done.stderr
     return done.stdout
