@@ -462,19 +462,19 @@ def replay(projection: Annotated[str, typer.Argument(help="identity, profile, se
         raise typer.Exit(2)
     with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console) as bar:
-        for name in names:
-            task = bar.add_task(name, total=None)
-            try:
-                report = replays.rebuild(runtime, handlers[name], swap=not dry_run,
-                                         progress=lambda done, total: bar.update(task, completed=done, total=total))
-            except replays.ReplayAborted as aborted:
-                console.print(f"[red]{name}: replay aborted:[/] {aborted}")
-                raise typer.Exit(1) from None
-            differing = {t: d for t, d in report.differences.items() if any(d)}
-            console.print(f"{name}: {report.records} records replayed, "
-                          f"{'swapped in' if report.swapped else 'not swapped (dry run)'}; "
-                          + (f"rows that differed (live, rebuilt): {differing}" if differing
-                             else "rebuilt tables equal the live ones"))
+        tasks = {name: bar.add_task(name, total=None) for name in names}
+        try:
+            reports = replays.rebuild_all(runtime, names, swap=not dry_run, progress=lambda name, done, total:
+                                          bar.update(tasks[name], completed=done, total=total))
+        except replays.ReplayAborted as aborted:
+            console.print(f"[red]replay aborted:[/] {aborted}")
+            raise typer.Exit(1) from None
+    for report in reports:
+        differing = {t: d for t, d in report.differences.items() if any(d)}
+        console.print(f"{report.consumer}: {report.records} records replayed, "
+                      f"{'swapped in' if report.swapped else 'not swapped (dry run)'}; "
+                      + (f"rows that differed (live, rebuilt): {differing}" if differing
+                         else "rebuilt tables equal the live ones"))
 
 
 if __name__ == "__main__":

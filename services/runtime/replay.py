@@ -11,12 +11,19 @@ The live projection keeps serving and consuming while its copy is rebuilt:
   projector pauses), applies the last records so the copy is exactly as far as the live
   projection, counts differing rows, replaces the live rows (DELETE + INSERT ... SELECT),
   and commits. Readers see the old rows until the commit (MVCC; SQLite's WAL snapshot).
+
+`rebuild_all` rebuilds several projections: on PostgreSQL each in a process of its own, at
+the same time (they share no table; one Python process uses one core), on SQLite one after
+the other (one writer: processes would only queue for it).
 """
 from __future__ import annotations
 
+import multiprocessing
+import queue
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,6 +169,54 @@ def rebuild(runtime, handler: Handler, *, swap: bool = True, progress: Progress 
             consumer.close()
     finally:
         scratch.drop()
+
+
+NamedProgress = Callable[[str, int, int], None]  # (projection, records applied, records to apply)
+
+
+def rebuild_all(runtime, names: Sequence[str], *, swap: bool = True,
+                progress: NamedProgress | None = None) -> list[Report]:
+    """Rebuild the projections `names` (see the module's note), in that order on SQLite. A
+    projection that aborts raises once the others have finished (each swaps on its own)."""
+    if runtime.engine.dialect.name == "sqlite" or len(names) < 2:
+        handlers = replayable(runtime)
+        return [rebuild(runtime, handlers[name], swap=swap, progress=_for(progress, name)) for name in names]
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no engine or thread forked
+    with context.Manager() as manager, ProcessPoolExecutor(len(names), mp_context=context) as pool:
+        updates = manager.Queue()
+        futures = [pool.submit(_rebuild_in_process, runtime.settings, name, swap, updates) for name in names]
+        while not all(f.done() for f in futures):
+            _relay(updates, progress, wait_s=0.1)
+        _relay(updates, progress, wait_s=0)
+        return [f.result() for f in futures]
+
+
+def _for(progress: NamedProgress | None, name: str) -> Progress | None:
+    return (lambda done, total: progress(name, done, total)) if progress else None
+
+
+def _relay(updates, progress: NamedProgress | None, wait_s: float) -> None:
+    """Pass the workers' progress on to `progress`, waiting up to `wait_s` for the first."""
+    try:
+        message = updates.get(timeout=wait_s) if wait_s else updates.get_nowait()
+        while True:
+            if progress:
+                progress(*message)
+            message = updates.get_nowait()
+    except queue.Empty:
+        pass
+
+
+def _rebuild_in_process(settings, name: str, swap: bool, updates) -> Report:
+    from services.runtime.bootstrap import bootstrap_runtime, tune_gc
+
+    runtime = bootstrap_runtime(settings)
+    try:
+        handler = replayable(runtime)[name]
+        tune_gc()
+        return rebuild(runtime, handler, swap=swap, progress=lambda done, total: updates.put((name, done, total)))
+    finally:
+        runtime.close()
 
 
 def _swap(conn: Connection, scratch: Scratch, projection: Projection, replayer: Projector,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 
 from services.runtime.db import Base, writing
-from services.runtime.replay import PROJECTIONS, rebuild, replayable
+from services.runtime.replay import PROJECTIONS, rebuild, rebuild_all, replayable
 from services.segments.tables import SegmentProfile
 from services.profile.tables import Profile, ProfileTrait
 from tests.support import RunningPipeline, wait_until
@@ -59,8 +59,12 @@ def test_replaying_every_projection_gives_the_live_tables(settings):
         feed(pipeline)
         before, versions = snapshot(runtime.engine), profile_versions(runtime.engine)
         assert before["profiles"] and before["segment_members"]
-        reports = [rebuild(runtime, handler) for handler in replayable(runtime).values()]
+        progress = {}
+        reports = rebuild_all(runtime, list(replayable(runtime)),  # on PostgreSQL a process each, at once
+                              progress=lambda name, done, total: progress.__setitem__(name, (done, total)))
         assert [r.consumer for r in reports] == ["identity", "profile", "segments"]
+        assert {name: done for name, (done, total) in progress.items() if done == total} == {
+            r.consumer: r.records for r in reports}  # every projection's progress reached its end
         assert all(r.equal for r in reports), [r.differences for r in reports]
         assert all(r.records > 0 and r.swapped for r in reports)
         assert snapshot(runtime.engine) == before
