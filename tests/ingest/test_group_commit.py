@@ -81,3 +81,23 @@ def test_an_append_after_close_raises_log_unavailable(tmp_path):
     log.close()
     with pytest.raises(LogUnavailable):
         log.append("t", [Message.of("k", 1)])
+
+
+def test_appends_from_two_log_objects_on_one_file_number_on_from_each_other(log, tmp_path):
+    """As two ingest processes (`serve --workers 2`) do: each writer keeps its partitions'
+    next offsets between commits, and must see when the other appended meanwhile."""
+    other = EmbeddedLog(Settings(data_dir=tmp_path))
+    try:
+        for i in range(6):
+            (log if i % 2 else other).append("t", [Message.of("same-key", {"i": i})])
+    finally:
+        other.close()
+    assert [(o, json.loads(v)["i"]) for _p, o, v in rows(tmp_path)] == [(i, i) for i in range(6)]
+
+
+def test_offsets_handed_out_by_a_failed_commit_are_given_again(log, tmp_path):
+    log.append("t", [Message.of("k", 1)])
+    with pytest.raises(LogUnavailable):
+        log.append("t", [Message("k", None)])  # NOT NULL: the insert fails after numbering
+    log.append("t", [Message.of("k", 3)])
+    assert [(o, v) for _p, o, v in rows(tmp_path)] == [(0, b"1"), (1, b"3")]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import queue
+import sqlite3
 import threading
 import time
 import zlib
@@ -197,6 +198,8 @@ class _GroupWriter:
         self.engine, self.write_timeout_ms = engine, write_timeout_ms
         self.waiting: queue.SimpleQueue = queue.SimpleQueue()
         self.commits = 0
+        self.next_offsets: dict[tuple[str, int], int] = {}  # per (topic, partition), as of data_version
+        self.data_version: int | None = None
         self.thread = threading.Thread(target=self._run, name="embedded-log-writer", daemon=True)
         self.thread.start()
 
@@ -242,31 +245,51 @@ class _GroupWriter:
     def _write(self, conn, group: list[_Append]) -> None:
         error = None
         try:
-            with conn.begin():
-                conn.exec_driver_sql(INSERT_RECORDS, _rows(conn, group, int(time.time() * 1000)))
+            self._commit(conn.connection.dbapi_connection, group)
             self.commits += 1
-        except OperationalError as failure:
-            error = LogUnavailable(f"embedded log write failed: {failure.orig}")
+        except sqlite3.OperationalError as failure:
+            error = LogUnavailable(f"embedded log write failed: {failure}")
         except Exception as failure:  # noqa: BLE001 - every waiting caller must hear of it
             error = LogUnavailable(f"embedded log write failed: {failure!r}")
         for append in group:
             append.error = error
             append.done.set()
 
+    def _commit(self, db, group: list[_Append]) -> None:
+        """One transaction on the driver's connection (SQLAlchemy's statement machinery cost
+        as much as the insert: this is every event's path). The partitions' next offsets are
+        kept between commits; `PRAGMA data_version` moves when another connection (another
+        process, retention) committed, and then they are read again."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self.data_version:
+                self.next_offsets.clear()
+            db.executemany(INSERT_RECORDS, _rows(db, group, int(time.time() * 1000), self.next_offsets))
+            db.execute("COMMIT")
+        except BaseException:
+            self.next_offsets.clear()  # offsets handed out by a transaction that didn't commit
+            if db.in_transaction:
+                db.rollback()
+            raise
+        self.data_version = version
+
 
 INSERT_RECORDS = ('INSERT INTO log_records ("topic", "partition", "offset", "key", "value", "timestamp_ms") '
                   "VALUES (?, ?, ?, ?, ?, ?)")
+END_OFFSET = 'SELECT max("offset") FROM log_records WHERE "topic" = ? AND "partition" = ?'
 
 
-def _rows(conn, group: list[_Append], now_ms: int) -> list[tuple]:
-    """Rows of every waiting append, numbered on from each partition's end, in arrival order."""
-    next_offset: dict[tuple[str, int], int] = {}
+def _rows(db, group: list[_Append], now_ms: int, next_offset: dict[tuple[str, int], int]) -> list[tuple]:
+    """Rows of every waiting append, numbered on from each partition's end, in arrival order;
+    `next_offset` (each partition's, where known) is moved on past them."""
     rows = []
     for append in group:
         for partition, message in append.placed:
             place = (append.topic, partition)
             if place not in next_offset:
-                next_offset[place] = EmbeddedLog._end_offset(conn, *place)
+                last = db.execute(END_OFFSET, place).fetchone()[0]
+                next_offset[place] = 0 if last is None else last + 1
             rows.append((append.topic, partition, next_offset[place], message.key, message.value, now_ms))
             next_offset[place] += 1
     return rows
