@@ -145,11 +145,13 @@ def router_for(ingest: Ingest) -> APIRouter:
         endpoint.__name__ = f"ingest_{kind}"
         return endpoint
 
+    router.direct = {}  # the call routes, answered past FastAPI's routing (http.DirectRoutes)
     for kind in (*CALLS, "batch"):
         paths = [f"/v1/{kind}"] + [f"/v1/{short}" for short, long in SHORT_PATHS.items() if long == kind]
         for path in paths:
             router.add_api_route(path, call_route(kind), methods=["POST"], openapi_extra=ANY_JSON,
                                  summary=f"Segment {kind} call", include_in_schema=path == paths[0])
+            router.direct[path] = router.routes[-1]
             router.add_api_route(path, preflight, methods=["OPTIONS"], include_in_schema=False)
 
     @router.get("/v1/projects/{write_key}/settings")
