@@ -31,7 +31,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime
 
 from cryptography.hazmat.primitives import hashes
@@ -247,7 +246,8 @@ def open_values(keystore: KeyStore, values: Sequence[bytes]) -> list[bytes | Non
 
 def open_records(keystore: KeyStore, records: Sequence[Record]) -> tuple[list[Record], int]:
     """The records with their values opened, and how many could not be (erased people's)."""
-    opened = [record if value is record.value else replace(record, value=value)
+    opened = [record if value is record.value else Record(record.topic, record.partition, record.offset,
+                                                          record.key, value, record.timestamp_ms)
               for record, value in zip(records, open_values(keystore, [r.value for r in records]))
               if value is not None]
     return opened, len(records) - len(opened)

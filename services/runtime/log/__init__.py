@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 from services.runtime import jsoncodec
@@ -49,8 +50,8 @@ class Record:
     value: bytes
     timestamp_ms: int
 
-    @property
-    def tp(self) -> TopicPartition:
+    @cached_property
+    def tp(self) -> TopicPartition:  # kept: a projector asks it of every record several times
         return TopicPartition(self.topic, self.partition)
 
     def json(self) -> Any:

@@ -135,15 +135,10 @@ class EmbeddedLog:
             return {tp: self._end_offset(conn, tp.topic, tp.partition) for tp in partitions}
 
     def read(self, tp: TopicPartition, start: int, limit: int) -> list[Record]:
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn:  # SQL as text: building the select cost more than running it
             conn = conn.execution_options(rapport_read_only=True)
-            rows = conn.execute(
-                select(records_table)
-                .where(records_table.c.topic == tp.topic, records_table.c.partition == tp.partition,
-                       records_table.c.offset >= start)
-                .order_by(records_table.c.offset).limit(limit)
-            ).all()
-        return [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp_ms) for r in rows]
+            rows = conn.exec_driver_sql(READ_RECORDS, (tp.topic, tp.partition, start, limit)).all()
+        return [Record(*row) for row in rows]
 
     def forget_before(self, topic: str, cutoff_ms: int) -> int:
         """Retention: delete a topic's records older than `cutoff_ms`, except each partition's
@@ -277,6 +272,8 @@ class _GroupWriter:
 
 INSERT_RECORDS = ('INSERT INTO log_records ("topic", "partition", "offset", "key", "value", "timestamp_ms") '
                   "VALUES (?, ?, ?, ?, ?, ?)")
+READ_RECORDS = ('SELECT "topic", "partition", "offset", "key", "value", "timestamp_ms" FROM log_records '
+                'WHERE "topic" = ? AND "partition" = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?')
 END_OFFSET = 'SELECT max("offset") FROM log_records WHERE "topic" = ? AND "partition" = ?'
 
 
