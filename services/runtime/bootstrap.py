@@ -57,9 +57,6 @@ class Service:
     projector: Projector | None = None
     workers: list = field(default_factory=list)  # each with start() -> Thread and a stop Event
 
-    def background(self) -> list:
-        return ([self.projector] if self.projector else []) + self.workers
-
 
 def bootstrap_runtime(settings: Settings | None = None, *, engine: Engine | None = None,
                       log: Log | None = None) -> Runtime:

@@ -1,4 +1,4 @@
-"""Runs services: their routers in one FastAPI app, their projectors in threads."""
+"""Runs services: their routers in one FastAPI app, their projectors and workers in threads."""
 from __future__ import annotations
 
 import importlib
@@ -11,7 +11,7 @@ from services.console import routes as console
 from services.runtime import admin, parked
 from services.runtime.bootstrap import Runtime, Service
 from services.runtime.http import make_app
-from services.runtime.projector import Projector
+from services.runtime.projector import Projector, ProjectorTurns
 
 SERVICE_NAMES = ("ingest", "identity", "profile", "segments", "privacy")
 
@@ -37,7 +37,10 @@ def build_app(runtime: Runtime, services: list[Service], *, run_projectors: bool
     routers = [r for s in services for r in s.routers] + [parked.router, admin.router, console.router]
     app = make_app("Rapport", routers, runtime.engine, runtime.log)
     app.state.runtime = runtime
-    loops = [loop for s in services for loop in s.background()]  # projectors and other workers
+    projectors = [s.projector for s in services if s.projector is not None]
+    if len(projectors) > 1:  # taking turns in one thread (see ProjectorTurns)
+        projectors = [ProjectorTurns(projectors)]
+    loops = projectors + [worker for s in services for worker in s.workers]  # and tickers, backfills
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Iterator[None]:

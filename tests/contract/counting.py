@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
 from sqlalchemy.orm import Session
@@ -29,8 +30,10 @@ class CountingHandler:
     def __init__(self, fail_after: int | None = None, kill_after: int | None = None):
         self.fail_after, self.kill_after = fail_after, kill_after
         self.seen = self.failures = 0
+        self.threads: set[int] = set()  # where it ran
 
     def apply(self, session: Session, batch: list[Record]):
+        self.threads.add(threading.get_ident())
         for record in batch:
             session.execute(update(applied).where(applied.c.key == record.key)
                             .values(count=applied.c.count + 1))

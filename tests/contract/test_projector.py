@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections import Counter
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from services import migrations
 from services.runtime.bootstrap import bootstrap_runtime
 from services.runtime.log import Message
+from services.runtime.projector import ProjectorTurns
 from tests.contract.counting import INPUT, KEYS, OUTPUT, CountingHandler, counts, prepare
 from tests.support import caught_up, log_reader, settings_env, wait_until
 
@@ -78,6 +80,20 @@ class ProjectorContract:
         published = self.published_keys(runtime)
         assert set(published) == set(KEYS) and sum(published.values()) >= TOTAL  # at least once
 
+    def test_projectors_taking_turns_in_one_thread_carry_a_chain_through_a_failing_batch(self, runtime):
+        upstream, downstream = CountingHandler(fail_after=57), Downstream()
+        turns = ProjectorTurns([runtime.projector(upstream), runtime.projector(downstream)])
+        thread = turns.start()
+        try:
+            wait_until(lambda: caught_up(runtime, "counting", TOTAL) and len(downstream.seen) == TOTAL,
+                       60, "both projectors to catch up")
+        finally:
+            turns.stop.set()
+            thread.join(30)
+        assert upstream.failures == 1 and counts(runtime.engine) == self.expected()
+        assert downstream.seen == set(range(TOTAL))  # every output of upstream, through the failure
+        assert upstream.threads | downstream.threads == {thread.ident}
+
     @staticmethod
     def published_keys(runtime) -> Counter:
         consumer = log_reader(runtime.log, runtime.settings, [OUTPUT], "reader")
@@ -91,6 +107,21 @@ class ProjectorContract:
         finally:
             consumer.close()
         return seen
+
+
+class Downstream:
+    """Reads what CountingHandler publishes; notes each input number and the thread it ran on."""
+
+    name, topics = "counting-downstream", (OUTPUT,)
+
+    def __init__(self):
+        self.seen: set[int] = set()
+        self.threads: set[int] = set()
+
+    def apply(self, session, batch):
+        self.threads.add(threading.get_ident())
+        self.seen.update(record.json()["n"] for record in batch)
+        return []
 
 
 class TestEmbeddedProjector(ProjectorContract):

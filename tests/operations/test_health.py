@@ -74,3 +74,19 @@ def test_healthz_fails_when_a_projector_thread_died(tmp_path):
             assert response.status_code == 500 and response.json()["dead"] == ["projector-segments"]
     finally:
         runtime.close()
+
+
+def test_the_projectors_of_every_service_take_turns_in_one_thread(tmp_path):
+    from services.runtime.settings import Settings
+
+    runtime = bootstrap_runtime(Settings(data_dir=tmp_path))
+    migrations.upgrade(runtime.engine)
+    app = build_app(runtime, bootstrap_services(runtime))
+    try:
+        with TestClient(app) as client:
+            names = sorted(t.name for t in app.state.projector_threads)
+            assert client.get("/healthz").status_code == 200
+    finally:
+        runtime.close()
+    assert "projectors-identity+profile+segments" in names
+    assert not any(name.startswith("projector-") for name in names)  # no thread of their own
