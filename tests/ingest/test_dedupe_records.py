@@ -1,0 +1,50 @@
+"""The database half of the messageId dedupe: what one ingest replica appended, another one
+(or this one after a restart) finds, on each backend."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from services import migrations
+from services.ingest.records import IngestRecords
+from services.ingest.tables import SeenMessage
+from services.runtime.clock import now
+from services.runtime.db import make_engine, reading, writing
+from tests.support import wait_until
+
+WINDOW_S = 3600
+
+
+def test_a_replica_finds_the_ids_another_appended_within_the_window_and_only_those(settings):
+    engine = make_engine(settings.database_url)
+    migrations.upgrade(engine)
+    first, replica = IngestRecords(engine, WINDOW_S), IngestRecords(engine, WINDOW_S)
+    try:
+        first.remember("src-a", ["m1", "m2", "m3"], duplicates=0)
+        first.remember("src-b", ["m1"], duplicates=0)
+        wait_until(lambda: first.writes >= 1 and len(seen_rows(engine)) == 4, 10, "the writer to commit")
+        assert replica.duplicates("src-a", ["m1", "m3", "m9"]) == {"m1", "m3"}
+        assert replica.duplicates("src-b", ["m1", "m2"]) == {"m1"}  # per source
+
+        with writing(engine) as session:  # m2 was seen two windows ago: it may be sent again
+            session.execute(update(SeenMessage).where(SeenMessage.message_id == "m2")
+                            .values(seen_at=now() - timedelta(seconds=2 * WINDOW_S)))
+        assert replica.duplicates("src-a", ["m2"]) == set()
+        first.remember("src-a", ["m2"], duplicates=0)  # appended again: seen now
+        wait_until(lambda: seen_at(engine, "src-a", "m2") > now() - timedelta(seconds=WINDOW_S), 10,
+                   "the writer to move m2's time on")
+        assert replica.duplicates("src-a", ["m2"]) == {"m2"}
+    finally:
+        engine.dispose()
+
+
+def seen_rows(engine) -> list[tuple]:
+    with reading(engine) as session:
+        return session.execute(select(SeenMessage.source_id, SeenMessage.message_id)).all()
+
+
+def seen_at(engine, source_id: str, message_id: str):
+    with reading(engine) as session:
+        return session.scalar(select(SeenMessage.seen_at).where(SeenMessage.source_id == source_id,
+                                                                SeenMessage.message_id == message_id))
