@@ -5,7 +5,8 @@
 Setup (untimed): N realistic Segment-format events (identify, page, track, as ingest
 writes them: validated by ingest's `canonical`, with `normalised`) are appended to the
 embedded log's events.raw in batches of 1000, and the live identity, profile and segments
-projectors (with three segments defined) run until they have applied everything, so
+projectors (with three segments defined; taking turns in one thread, as `rapport up` runs
+them) run until they have applied everything, so
 events.resolved and profiles.changed hold what the pipeline made of them. Then, timed:
 (a) baseline: a fresh consumer reads every record of events.raw, events.resolved and
     profiles.changed (the replayed topics) from the log;
@@ -42,6 +43,7 @@ from services.runtime import replay, topics  # noqa: E402
 from services.runtime.bootstrap import bootstrap_runtime, tune_gc  # noqa: E402
 from services.runtime.db import reading, writing  # noqa: E402
 from services.runtime.log import Message, TopicPartition  # noqa: E402
+from services.runtime.projector import ProjectorTurns  # noqa: E402
 from services.runtime.runner import bootstrap_services  # noqa: E402
 from services.runtime.settings import Settings  # noqa: E402
 from services.runtime.tables import ConsumerOffset  # noqa: E402
@@ -120,9 +122,11 @@ def applied(runtime, consumer: str) -> int:
 
 
 def run_pipeline(runtime, timeout_s: float) -> float:
-    """Start the live projectors, wait until each has applied its topics to the end, stop them."""
+    """Start the live projectors as `rapport up` does (taking turns in one thread), wait until
+    each has applied its topics to the end, stop them."""
     projectors = [s.projector for s in bootstrap_services(runtime) if s.projector is not None]
-    threads = [p.start() for p in projectors]
+    turns = ProjectorTurns(projectors)
+    thread = turns.start()
     started = time.perf_counter()
     try:
         while time.perf_counter() - started < timeout_s:
@@ -132,10 +136,8 @@ def run_pipeline(runtime, timeout_s: float) -> float:
             time.sleep(0.5)
         raise RuntimeError(f"the pipeline did not catch up within {timeout_s:.0f}s")
     finally:
-        for p in projectors:
-            p.stop.set()
-        for t in threads:
-            t.join(timeout=60)
+        turns.stop.set()
+        thread.join(timeout=60)
 
 
 # --- the two timed measurements --------------------------------------------------
