@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 MEMORY_LIMIT = 200_000  # messageIds kept in memory per process
 IDLE_EXIT_S = 5.0  # the writer thread ends when idle; the next write starts it again
 PURGE_EVERY_S = 60.0
+MAX_LOOKUP_IDS = 5_000  # per query
 
 
 # The ids go as one JSON array, unpacked by the database into rows of one column, `value`: an
@@ -63,7 +64,7 @@ class IngestRecords:
         self.writer: threading.Thread | None = None
         self.purged_at = 0.0
         self.writes = 0  # transactions committed, for tests to wait on
-        self.lookups = _Lookups(engine, window_s)
+        self.lookups = 0  # database look-ups made, for curiosity
 
     # --- messageId dedupe -------------------------------------------------------------
 
@@ -77,8 +78,24 @@ class IngestRecords:
             seen = {m for m in ids if (source_id, m) in self.recent and self.recent[(source_id, m)] >= cutoff}
         rest = ids - seen
         if rest:
-            seen |= self.lookups.seen(source_id, rest)
+            seen |= self._seen_in_database(source_id, rest)
         return seen
+
+    def _seen_in_database(self, source_id: str, ids: set[str]) -> set[str]:
+        """Of `ids`, those the database has for this source within the window: another
+        process's, or this one's before a restart. In the caller's thread (ingest's Receiver
+        already makes one call of the requests arriving together), on a bare read-only
+        connection (an ORM session costs more than the query)."""
+        since, wanted, found = now() - timedelta(seconds=self.window_s), list(ids), set()
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(rapport_read_only=True)
+            statement = _seen_statement(self.engine.dialect.name)
+            for at in range(0, len(wanted), MAX_LOOKUP_IDS):
+                found.update(conn.execute(statement, {
+                    "source_id": source_id, "since": since,
+                    "ids": jsoncodec.dumps_text(wanted[at:at + MAX_LOOKUP_IDS])}).scalars())
+                self.lookups += 1
+        return found
 
     def remember(self, source_id: str, message_ids: list[str], duplicates: int) -> None:
         """Appended `message_ids` (and `duplicates` acknowledged but not appended)."""
@@ -157,94 +174,3 @@ class IngestRecords:
             return
         self.purged_at = time.monotonic()
         session.execute(delete(SeenMessage).where(SeenMessage.seen_at < at - timedelta(seconds=self.window_s)))
-
-
-class _Lookup:
-    __slots__ = ("source_id", "ids", "found", "error", "done")
-
-    def __init__(self, source_id: str, ids: set[str]):
-        self.source_id, self.ids = source_id, ids
-        self.found: set[str] = set()
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-
-
-class _Lookups:
-    """The database half of the dedupe, shared by concurrent requests.
-
-    Each request's lookup waits in a queue; one thread takes every lookup waiting when
-    it wakes and answers them with one query per source (like the log's group commit),
-    so N concurrent requests cost one round trip instead of N.
-    """
-
-    MAX_IDS = 5_000  # per query
-
-    def __init__(self, engine: Engine, window_s: float):
-        self.engine, self.window_s = engine, window_s
-        self.waiting: queue.SimpleQueue = queue.SimpleQueue()
-        self.thread: threading.Thread | None = None
-        self.lock = threading.Lock()
-        self.queries = 0  # for tests and curiosity
-
-    def seen(self, source_id: str, ids: set[str]) -> set[str]:
-        lookup = _Lookup(source_id, ids)
-        self.waiting.put(lookup)
-        self._ensure_thread()
-        while not lookup.done.wait(1.0):
-            self._ensure_thread()  # it ended idle just as we queued: start another
-        if lookup.error is not None:
-            raise lookup.error
-        return lookup.found
-
-    def _ensure_thread(self) -> None:
-        with self.lock:
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, name="ingest-dedupe", daemon=True)
-                self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                group = [self.waiting.get(timeout=IDLE_EXIT_S)]
-            except queue.Empty:
-                with self.lock:
-                    if self.waiting.empty():
-                        self.thread = None
-                        return
-                continue
-            size = len(group[0].ids)
-            while size < self.MAX_IDS:
-                try:
-                    group.append(self.waiting.get_nowait())
-                except queue.Empty:
-                    break
-                size += len(group[-1].ids)
-            self._answer(group)
-
-    def _answer(self, group: list[_Lookup]) -> None:
-        by_source: dict[str, set[str]] = {}
-        for lookup in group:
-            by_source.setdefault(lookup.source_id, set()).update(lookup.ids)
-        try:
-            since = now() - timedelta(seconds=self.window_s)
-            found: dict[str, set[str]] = {}
-            # a bare read-only connection: an ORM session costs more than the query
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(rapport_read_only=True)
-                statement = _seen_statement(self.engine.dialect.name)
-                for source_id, ids in by_source.items():
-                    ids = list(ids)
-                    hits = found[source_id] = set()
-                    for at in range(0, len(ids), self.MAX_IDS):
-                        hits.update(conn.execute(statement, {
-                            "source_id": source_id, "since": since,
-                            "ids": jsoncodec.dumps_text(ids[at:at + self.MAX_IDS])}).scalars())
-                        self.queries += 1
-            for lookup in group:
-                lookup.found = lookup.ids & found[lookup.source_id]
-        except BaseException as error:  # noqa: BLE001 - every waiting request must hear of it
-            for lookup in group:
-                lookup.error = error
-        finally:
-            for lookup in group:
-                lookup.done.set()
