@@ -271,7 +271,8 @@ class ProjectorTurns:
     def run(self) -> None:
         consumers: list[Consumer] = []
         try:
-            consumers += [p.consumer() for p in self.projectors]
+            for projector in self.projectors:  # one by one: those made are closed if one fails
+                consumers.append(projector.consumer())
             while not self.stop.is_set():
                 turns = [(p, c) for p, c in zip(self.projectors, consumers) if p.retry_at <= time.monotonic()]
                 if sum(p.step(c, 0) for p, c in turns) == 0:
