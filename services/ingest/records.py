@@ -71,7 +71,6 @@ class IngestRecords:
         self.writer: threading.Thread | None = None
         self.purged_at = 0.0
         self.writes = 0  # transactions committed, for tests to wait on
-        self.lookups = 0  # database look-ups made, for curiosity
 
     # --- messageId dedupe -------------------------------------------------------------
 
@@ -101,7 +100,6 @@ class IngestRecords:
                 found.update(conn.execute(statement, {
                     "source_id": source_id, "since": since,
                     "ids": jsoncodec.dumps_text(wanted[at:at + MAX_LOOKUP_IDS])}).scalars())
-                self.lookups += 1
         return found
 
     def remember(self, source_id: str, message_ids: list[str], duplicates: int) -> None:
@@ -150,23 +148,21 @@ class IngestRecords:
             self._commit(batch)
 
     def _commit(self, batch: list[tuple]) -> None:
-        seen_at, seen, duplicates, violations = now(), {}, {}, []
+        seen_at, duplicates, violations = now(), {}, []
+        seen: dict[str, dict[str, None]] = {}  # per source, each id once, in order
         for kind, *rest in batch:
             if kind == "seen":
-                seen.update({(rest[0], m): None for m in rest[1]})
+                seen.setdefault(rest[0], {}).update(dict.fromkeys(rest[1]))
             elif kind == "duplicates":
                 duplicates[rest[0]] = duplicates.get(rest[0], 0) + rest[1]
             else:
                 violations += rest[0]
-        by_source: dict[str, list[str]] = {}
-        for source_id, message_id in seen:
-            by_source.setdefault(source_id, []).append(message_id)
         try:
             with writing(self.engine) as session:
                 remember = _remember_statement(self.engine.dialect.name)
-                for source_id, message_ids in by_source.items():
+                for source_id, message_ids in seen.items():
                     session.execute(remember, {"source_id": source_id, "at": seen_at,
-                                               "ids": jsoncodec.dumps_text(message_ids)})
+                                               "ids": jsoncodec.dumps_text(list(message_ids))})
                 for source_id, count in duplicates.items():
                     session.execute(update(Source).where(Source.id == source_id)
                                     .values(duplicates=Source.duplicates + count))

@@ -121,18 +121,10 @@ class EmbeddedLog:
         self._writer.commit(_Append(topic, placed))
         self._appended.appended({TopicPartition(topic, p) for p in {p for p, _ in placed}})
 
-    @staticmethod
-    def _end_offset(conn, topic: str, partition: int) -> int:
-        last = conn.execute(
-            select(func.max(records_table.c.offset))
-            .where(records_table.c.topic == topic, records_table.c.partition == partition)
-        ).scalar()
-        return 0 if last is None else last + 1
-
     def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         with self.engine.connect() as conn:
             conn = conn.execution_options(rapport_read_only=True)
-            return {tp: self._end_offset(conn, tp.topic, tp.partition) for tp in partitions}
+            return {tp: _end_offset(conn.exec_driver_sql, tp.topic, tp.partition) for tp in partitions}
 
     def read(self, tp: TopicPartition, start: int, limit: int) -> list[Record]:
         with self.engine.connect() as conn:  # SQL as text: building the select cost more than running it
@@ -277,6 +269,13 @@ READ_RECORDS = ('SELECT "topic", "partition", "offset", "key", "value", "timesta
 END_OFFSET = 'SELECT max("offset") FROM log_records WHERE "topic" = ? AND "partition" = ?'
 
 
+def _end_offset(execute, topic: str, partition: int) -> int:
+    """The offset a partition's next record takes; `execute` is the driver's
+    `Connection.execute` or SQLAlchemy's `exec_driver_sql` (both take the SQL and a tuple)."""
+    last = execute(END_OFFSET, (topic, partition)).fetchone()[0]
+    return 0 if last is None else last + 1
+
+
 def _rows(db, group: list[_Append], now_ms: int, next_offset: dict[tuple[str, int], int]) -> list[tuple]:
     """Rows of every waiting append, numbered on from each partition's end, in arrival order;
     `next_offset` (each partition's, where known) is moved on past them."""
@@ -285,8 +284,7 @@ def _rows(db, group: list[_Append], now_ms: int, next_offset: dict[tuple[str, in
         for partition, message in append.placed:
             place = (append.topic, partition)
             if place not in next_offset:
-                last = db.execute(END_OFFSET, place).fetchone()[0]
-                next_offset[place] = 0 if last is None else last + 1
+                next_offset[place] = _end_offset(db.execute, *place)
             rows.append((append.topic, partition, next_offset[place], message.key, message.value, now_ms))
             next_offset[place] += 1
     return rows
