@@ -30,6 +30,9 @@ from services.runtime.log import LogUnavailable
 CORS = {"Access-Control-Allow-Methods": "GET, POST, OPTIONS",
         "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding, X-Retry-Count",
         "Access-Control-Expose-Headers": "Retry-After", "Access-Control-Max-Age": "86400"}
+# as raw header lines: MutableHeaders rescans every header on each one it sets (5 us a response)
+_CORS_LINES = [(name.lower().encode(), value.encode()) for name, value in CORS.items()]
+_ANY_ORIGIN = [(b"access-control-allow-origin", b"*")]
 ANY_JSON = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"type": "object", "additionalProperties": True}},
     "text/plain": {"schema": {"type": "string"}}}}}
@@ -69,12 +72,11 @@ def write_key_of(request: Request) -> str | None:
 
 
 def with_cors(request: Request, response: Response) -> Response:
+    """`response` with the CORS headers (it has none of them yet)."""
     origin = request.headers.get("origin")
-    response.headers.update(CORS)
-    response.headers["Access-Control-Allow-Origin"] = origin or "*"
-    if origin:
-        response.headers["Access-Control-Allow-Credentials"] = "true"
-        response.headers["Vary"] = "Origin"
+    response.raw_headers += _CORS_LINES + (_ANY_ORIGIN if not origin else [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"access-control-allow-credentials", b"true"), (b"vary", b"Origin")])
     return response
 
 

@@ -2,10 +2,13 @@
 metrics, and request ids in logs."""
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import logging
 import time
 import uuid
 from collections.abc import Iterator
+from functools import cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -109,11 +112,23 @@ class RequestContext:
     @staticmethod
     def _record(scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", "unmatched")  # the template: bounded labels
-        metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
-        metrics.HTTP_LATENCY.labels(scope["method"], route).observe(seconds)
+        _requests_counted(scope["method"], route, status).inc()
+        _latency_of(scope["method"], route).observe(seconds)
         access_logger.info("%s %s %s", scope["method"], scope["path"], status,
                            extra={"status": status, "route": route,
                                   "duration_ms": round(seconds * 1000, 2)})
+
+
+# Each request's metric children, found once (prometheus-client's labels() takes a lock and
+# builds the label tuple on every call). Bounded: methods x route templates x statuses.
+@cache
+def _requests_counted(method: str, route: str, status: int):
+    return metrics.HTTP_REQUESTS.labels(method, route, str(status))
+
+
+@cache
+def _latency_of(method: str, route: str):
+    return metrics.HTTP_LATENCY.labels(method, route)
 
 
 class DirectRoutes:
@@ -135,8 +150,18 @@ class DirectRoutes:
         await response(scope, receive, send)
 
 
+def _otel_telemetry() -> dict:
+    """FastAPI's OpenTelemetry instrumentation (FastAPI 0.16x) as FastAPI sets it up when the
+    OpenTelemetry SDK is installed; without it no provider can exist to record anything, so
+    it is off, which spares FastAPI looking the providers up on every request (3 us)."""
+    if ("telemetry" not in inspect.signature(FastAPI).parameters
+            or importlib.util.find_spec("opentelemetry.sdk") is not None):
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+
+
 def make_app(title: str, routers: list[APIRouter], engine: Engine, log: Log) -> FastAPI:
-    app = FastAPI(title=title, version="0.1.0")
+    app = FastAPI(title=title, version="0.1.0", **_otel_telemetry())
     app.state.engine, app.state.log = engine, log
     install_error_handlers(app)
     direct = {path: route for router in routers for path, route in getattr(router, "direct", {}).items()}
