@@ -9,7 +9,8 @@ from collections import defaultdict
 import pytest
 
 from services.runtime.log import LogUnavailable, Message, TopicPartition
-from services.runtime.log.embedded import LOCK_POLL_S, EmbeddedLog, begin_immediate
+from services.runtime.db import LOCK_POLL_S, begin_immediate
+from services.runtime.log.embedded import EmbeddedLog
 from services.runtime.settings import Settings
 
 THREADS, APPENDS = 16, 40

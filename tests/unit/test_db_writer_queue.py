@@ -1,7 +1,11 @@
 """SQLite writers of one process take turns in arrival order (no writer starves the others)."""
+import sqlite3
 import threading
 
-from services.runtime.db import _WriterQueue
+from sqlalchemy import text
+
+from services.runtime import db
+from services.runtime.db import _WriterQueue, make_engine, writing
 from tests.support import wait_until
 
 
@@ -24,3 +28,29 @@ def test_writers_get_their_turn_in_arrival_order_and_a_nested_turn_passes():
     for thread in threads:
         thread.join(timeout=10)
     assert order == ["first", "second", "third", "fourth"]
+
+
+def test_a_write_transaction_tries_a_lock_held_by_another_process_every_poll(tmp_path, monkeypatch):
+    """`writing()` on SQLite waits for another connection's write lock (another ingest
+    process's) by trying again every LOCK_POLL_S, not by SQLite's busy handler, which sleeps
+    up to 100 ms a try; the connection's busy_timeout for everything else is kept."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with writing(engine) as session:
+        session.execute(text("CREATE TABLE t (a INTEGER)"))
+    holder = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            holder.execute("COMMIT")
+
+    monkeypatch.setattr(db, "_sleep", sleep)
+    with writing(engine) as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        busy_timeout = session.execute(text("PRAGMA busy_timeout")).scalar()
+    assert sleeps == [db.LOCK_POLL_S] * 3 and db.LOCK_POLL_S <= 0.001
+    assert busy_timeout == db.BUSY_TIMEOUT_MS
+    assert holder.execute("SELECT a FROM t").fetchall() == [(1,)]
+    engine.dispose()

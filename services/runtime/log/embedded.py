@@ -25,18 +25,13 @@ from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, Stri
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 
-from services.runtime.db import make_engine
+from services.runtime.db import begin_immediate, make_engine
 from services.runtime.log import LogUnavailable, Message, OnAssign, Record, TopicPartition
 
 CROSS_PROCESS_WAIT_S = 0.05
 MAX_GROUP_MESSAGES = 20_000  # bounds one transaction's size and latency
 WRITE_TIMEOUT_MS = 10_000  # how long a commit waits for a lock held elsewhere before failing
 POSITIONS_EVERY_S = 1.0  # how often consumers' progress reports are written
-# How often the writer tries the file's write lock again while another connection (another
-# ingest process) holds it. SQLite's own busy handler sleeps 1, 2, 5, 10, ... 100 ms between
-# tries: behind a writer that commits every few ms it lost most races and slept on, which put
-# the p99 of single events at 180 ms with two ingest processes.
-LOCK_POLL_S = 0.0002
 
 schema = MetaData()
 topics_table = Table(
@@ -266,22 +261,6 @@ class _GroupWriter:
                 db.rollback()
             raise
         self.data_version = version
-
-
-def begin_immediate(db: sqlite3.Connection, timeout_s: float, poll_s: float = LOCK_POLL_S,
-                    sleep=time.sleep) -> int:
-    """BEGIN IMMEDIATE on `db` (whose busy_timeout is 0), tried every `poll_s` while another
-    connection holds the write lock, for up to `timeout_s`; answers how many tries failed."""
-    deadline, failed = time.monotonic() + timeout_s, 0
-    while True:
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            return failed
-        except sqlite3.OperationalError as error:
-            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
-                raise
-        failed += 1
-        sleep(poll_s)
 
 
 INSERT_RECORDS = ('INSERT INTO log_records ("topic", "partition", "offset", "key", "value", "timestamp_ms") '
