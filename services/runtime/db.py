@@ -106,18 +106,19 @@ def make_engine(url: str, *, durable: bool = False) -> Engine:
 
 
 # How often a writer tries a SQLite file's write lock again while another connection holds
-# it. SQLite's own busy handler sleeps 1, 2, 5, 10, ... 100 ms between tries: behind a writer
-# that commits every few ms it loses most races and sleeps on (two ingest processes on one
-# embedded log had a single-event p99 of 180 ms).
-LOCK_POLL_S = 0.0002
+# it: after 0.2 ms, then twice as long each time up to 2 ms (a long holder, a backfill's
+# chunk, costs ~500 tries a second). SQLite's own busy handler sleeps 1, 2, 5, 10, ... 100 ms
+# between tries: behind a writer that commits every few ms it loses most races and sleeps on
+# (two ingest processes on one embedded log had a single-event p99 of 180 ms).
+LOCK_POLL_S, LOCK_POLL_MAX_S = 0.0002, 0.002
 BUSY_TIMEOUT_MS = 60_000  # any other wait for a lock (reads, checkpoints)
 _sleep = time.sleep  # tests count the tries
 
 
 def begin_immediate(db: sqlite3.Connection, timeout_s: float, poll_s: float = LOCK_POLL_S, sleep=None) -> int:
-    """BEGIN IMMEDIATE on the driver's connection `db` (whose busy_timeout is 0), tried every
-    `poll_s` while another connection holds the write lock, for up to `timeout_s`; answers
-    how many tries failed."""
+    """BEGIN IMMEDIATE on the driver's connection `db` (whose busy_timeout is 0), tried again
+    after `poll_s`, then twice as long each time up to LOCK_POLL_MAX_S, while another
+    connection holds the write lock, for up to `timeout_s`; answers how many tries failed."""
     deadline, failed = time.monotonic() + timeout_s, 0
     while True:
         try:
@@ -126,8 +127,8 @@ def begin_immediate(db: sqlite3.Connection, timeout_s: float, poll_s: float = LO
         except sqlite3.OperationalError as error:
             if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                 raise
+        (sleep or _sleep)(min(poll_s * 2 ** failed, LOCK_POLL_MAX_S))
         failed += 1
-        (sleep or _sleep)(poll_s)
 
 
 def _make_parent_dir(url: str) -> None:
