@@ -14,12 +14,13 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from sqlalchemy import TextClause, bindparam, delete, text, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 
 from services.ingest.tables import PlanViolation, SeenMessage, Source
 from services.runtime import jsoncodec
@@ -50,6 +51,19 @@ def _seen_statement(dialect: str) -> TextClause:
     return text(f"SELECT message_id FROM {SeenMessage.__tablename__} WHERE source_id = :source_id "
                 f"AND seen_at >= :since AND message_id IN (SELECT value FROM {_IDS[dialect]})"
                 ).bindparams(bindparam("since", type_=UtcDateTime()))
+
+
+@cache
+def _seen_query(dialect: Dialect) -> tuple[str, Callable[[str, datetime, list[str]], Any]]:
+    """`_seen_statement` in the driver's SQL, and what makes its parameters (in the driver's
+    order and types) of a source id, the window's start and the ids."""
+    compiled = _seen_statement(dialect.name).compile(dialect=dialect)
+    since_of = SeenMessage.__table__.c.seen_at.type.bind_processor(dialect) or (lambda value: value)
+
+    def parameters(source_id: str, since: datetime, ids: list[str]) -> Any:
+        named = {"source_id": source_id, "since": since_of(since), "ids": jsoncodec.dumps_text(ids)}
+        return tuple(named[name] for name in compiled.positiontup) if compiled.positional else named
+    return compiled.string, parameters
 
 
 @cache
@@ -90,16 +104,20 @@ class IngestRecords:
     def _seen_in_database(self, source_id: str, ids: set[str]) -> set[str]:
         """Of `ids`, those the database has for this source within the window: another
         process's, or this one's before a restart. In the caller's thread (ingest's Receiver
-        already makes one call of the requests arriving together), on a bare read-only
-        connection (an ORM session costs more than the query)."""
+        already makes one call of the requests arriving together), on the driver's connection:
+        through SQLAlchemy (a pool checkout, the engine's BEGIN, the statement, its result)
+        it cost ~200 us, a third of receive_many for a single event."""
+        sql, parameters = _seen_query(self.engine.dialect)
         since, wanted, found = now() - timedelta(seconds=self.window_s), list(ids), set()
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(rapport_read_only=True)
-            statement = _seen_statement(self.engine.dialect.name)
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
             for at in range(0, len(wanted), MAX_LOOKUP_IDS):
-                found.update(conn.execute(statement, {
-                    "source_id": source_id, "since": since,
-                    "ids": jsoncodec.dumps_text(wanted[at:at + MAX_LOOKUP_IDS])}).scalars())
+                cursor.execute(sql, parameters(source_id, since, wanted[at:at + MAX_LOOKUP_IDS]))
+                found.update(message_id for message_id, in cursor.fetchall())
+            cursor.close()
+        finally:
+            connection.close()  # back to the pool, rolled back
         return found
 
     def remember(self, source_id: str, message_ids: list[str], duplicates: int) -> None:
