@@ -204,14 +204,15 @@ class Receiver:
     Each request's messages wait here on the event loop; a drain takes every request
     waiting and hands them to one thread as one `Ingest.receive_many` (one dedupe lookup,
     one durable append), then answers each request with its own outcome, or all of them
-    with the log's error. Up to `drains` groups are in flight at once, so checking one
-    group overlaps the commit of another; two rather than four: four threads checking at
-    once under one GIL put single events' p99 at 20-27 ms, two at 15-19 (five pairs of wrk
-    runs, the same requests/s within noise). A request is answered only once its group is
-    durably in the log.
+    with the log's error. One group is in flight at a time: while it is checked and
+    committed, the event loop reads the next requests, which make the next group. Two groups
+    at once (checking one while the other commits) lost more to the two threads contending
+    for the GIL than they gained: one gave 14-25% more single events a second (three pairs
+    of wrk runs, 16 connections; 19-36% with two processes and 32) and 10-22% more batched
+    events. A request is answered only once its group is durably in the log.
     """
 
-    def __init__(self, ingest: Ingest, drains: int = 2, max_items: int = 5_000):
+    def __init__(self, ingest: Ingest, drains: int = 1, max_items: int = 5_000):
         self.ingest, self.drains, self.max_items = ingest, drains, max_items
         self.waiting: list[tuple[Any, list, datetime, asyncio.Future]] = []
         self.running = 0
