@@ -9,7 +9,6 @@ from collections import defaultdict
 import pytest
 
 from services.runtime.log import LogUnavailable, Message, TopicPartition
-from services.runtime.db import LOCK_POLL_MAX_S, LOCK_POLL_S, begin_immediate
 from services.runtime.log.embedded import EmbeddedLog
 from services.runtime.settings import Settings
 
@@ -103,27 +102,3 @@ def test_offsets_handed_out_by_a_failed_commit_are_given_again(log, tmp_path):
     log.append("t", [Message.of("k", 3)])
     assert [(o, v) for _p, o, v in rows(tmp_path)] == [(0, b"1"), (1, b"3")]
 
-
-def test_the_writer_tries_a_lock_held_elsewhere_again_within_2_ms_until_it_is_free(tmp_path):
-    """Another ingest process's commit holds the write lock: the writer tries again after
-    0.2 ms, doubling up to 2 ms (SQLite's own busy handler sleeps up to 100 ms between
-    tries), and takes the lock on the first try after the holder lets go."""
-    path = tmp_path / "lock.db"
-    holder, writer = (sqlite3.connect(path, isolation_level=None) for _ in range(2))
-    writer.execute("PRAGMA busy_timeout=0")
-    holder.execute("BEGIN IMMEDIATE")
-    sleeps = []
-
-    def sleep(seconds):
-        sleeps.append(seconds)
-        if len(sleeps) == 6:
-            holder.execute("COMMIT")
-
-    assert begin_immediate(writer, timeout_s=60, sleep=sleep) == 6
-    assert writer.in_transaction and sleeps == [0.0002, 0.0004, 0.0008, 0.0016, 0.002, 0.002]
-    assert (LOCK_POLL_S, LOCK_POLL_MAX_S) == (0.0002, 0.002)
-    writer.execute("ROLLBACK")
-    holder.execute("BEGIN IMMEDIATE")
-    with pytest.raises(sqlite3.OperationalError, match="locked"):
-        begin_immediate(writer, timeout_s=0.01)  # held past the timeout: the caller answers 503
-    assert not writer.in_transaction

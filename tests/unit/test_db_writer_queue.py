@@ -1,7 +1,10 @@
-"""SQLite writers of one process take turns in arrival order (no writer starves the others)."""
+"""SQLite writers of one process take turns in arrival order (no writer starves the others),
+and wait for another process's write lock by trying again within 2 ms."""
 import sqlite3
 import threading
+from collections.abc import Callable
 
+import pytest
 from sqlalchemy import text
 
 from services.runtime import db
@@ -30,6 +33,36 @@ def test_writers_get_their_turn_in_arrival_order_and_a_nested_turn_passes():
     assert order == ["first", "second", "third", "fourth"]
 
 
+def held_for(holder: sqlite3.Connection, tries: int) -> tuple[list[float], Callable[[float], None]]:
+    """`holder` takes the write lock; the sleep returned records each wait asked for and
+    lets the lock go after `tries` of them."""
+    holder.execute("BEGIN IMMEDIATE")
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == tries:
+            holder.execute("COMMIT")
+    return sleeps, sleep
+
+
+def test_begin_immediate_tries_a_lock_held_elsewhere_again_within_2_ms_until_it_is_free(tmp_path):
+    """Another ingest process's commit holds the write lock: the embedded log's writer tries
+    again after 0.2 ms, doubling up to 2 ms (SQLite's own busy handler sleeps up to 100 ms
+    between tries), and takes the lock on the first try after the holder lets go."""
+    holder, writer = (sqlite3.connect(tmp_path / "lock.db", isolation_level=None) for _ in range(2))
+    writer.execute("PRAGMA busy_timeout=0")
+    sleeps, sleep = held_for(holder, tries=6)
+    assert db.begin_immediate(writer, timeout_s=60, sleep=sleep) == 6
+    assert writer.in_transaction and sleeps == [0.0002, 0.0004, 0.0008, 0.0016, 0.002, 0.002]
+    assert (db.LOCK_POLL_S, db.LOCK_POLL_MAX_S) == (0.0002, 0.002)
+    writer.execute("ROLLBACK")
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        db.begin_immediate(writer, timeout_s=0.01)  # held past the timeout: the caller answers 503
+    assert not writer.in_transaction
+
+
 def test_a_write_transaction_tries_a_lock_held_by_another_process_again_within_2_ms(tmp_path, monkeypatch):
     """`writing()` on SQLite waits for another connection's write lock (another ingest
     process's) by trying again after LOCK_POLL_S, doubling up to 2 ms, not by SQLite's busy
@@ -39,14 +72,7 @@ def test_a_write_transaction_tries_a_lock_held_by_another_process_again_within_2
     with writing(engine) as session:
         session.execute(text("CREATE TABLE t (a INTEGER)"))
     holder = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    sleeps = []
-
-    def sleep(seconds):
-        sleeps.append(seconds)
-        if len(sleeps) == 3:
-            holder.execute("COMMIT")
-
+    sleeps, sleep = held_for(holder, tries=3)
     monkeypatch.setattr(db, "_sleep", sleep)
     with writing(engine) as session:
         session.execute(text("INSERT INTO t VALUES (1)"))
