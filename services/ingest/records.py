@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, delete, text, update
+from sqlalchemy import TextClause, bindparam, delete, exc, text, update
 from sqlalchemy.engine import Dialect, Engine
 
 from services.ingest.tables import PlanViolation, SeenMessage, Source
@@ -109,15 +109,23 @@ class IngestRecords:
         it cost ~200 us, a third of receive_many for a single event."""
         sql, parameters = _seen_query(self.engine.dialect)
         since, wanted, found = now() - timedelta(seconds=self.window_s), list(ids), set()
-        connection = self.engine.raw_connection()
+        driver_error = self.engine.dialect.loaded_dbapi.Error
         try:
-            cursor = connection.cursor()
-            for at in range(0, len(wanted), MAX_LOOKUP_IDS):
-                cursor.execute(sql, parameters(source_id, since, wanted[at:at + MAX_LOOKUP_IDS]))
-                found.update(message_id for message_id, in cursor.fetchall())
-            cursor.close()
-        finally:
-            connection.close()  # back to the pool, rolled back
+            connection = self.engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                for at in range(0, len(wanted), MAX_LOOKUP_IDS):
+                    cursor.execute(sql, parameters(source_id, since, wanted[at:at + MAX_LOOKUP_IDS]))
+                    found.update(message_id for message_id, in cursor.fetchall())
+                cursor.close()
+            except driver_error as error:
+                if self.engine.dialect.is_disconnect(error, connection.dbapi_connection, None):
+                    connection.invalidate(error)  # as SQLAlchemy would: the pool drops it
+                raise
+            finally:
+                connection.close()  # back to the pool, rolled back
+        except driver_error as error:  # as SQLAlchemy raises it (ingest answers 503 to these)
+            raise exc.DBAPIError.instance(sql, None, error, driver_error) from error
         return found
 
     def remember(self, source_id: str, message_ids: list[str], duplicates: int) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, DateTime, LargeBinary, MetaData, Text, and_, any_, bindparam, cast, column, create_engine, event,
-                        false, func, literal_column, or_, select, tuple_, update)
+                        exc, false, func, literal_column, or_, select, tuple_, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -96,11 +96,14 @@ def make_engine(url: str, *, durable: bool = False) -> Engine:
         # the write lock, waited for promptly rather than by SQLite's busy handler (see
         # begin_immediate): another process's writers (ingest --workers) hold it often
         driver = conn.connection.dbapi_connection
-        driver.execute("PRAGMA busy_timeout=0")
         try:
-            begin_immediate(driver, BUSY_TIMEOUT_MS / 1000)
-        finally:
-            driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            driver.execute("PRAGMA busy_timeout=0")
+            try:
+                begin_immediate(driver, BUSY_TIMEOUT_MS / 1000)
+            finally:
+                driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as error:  # raised as SQLAlchemy would (callers answer 503 to these)
+            raise exc.DBAPIError.instance("BEGIN IMMEDIATE", None, error, sqlite3.Error) from error
 
     return engine
 

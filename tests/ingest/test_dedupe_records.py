@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import exc, select, update
 
 from services import migrations
 from services.ingest.records import IngestRecords
@@ -48,3 +49,17 @@ def seen_at(engine, source_id: str, message_id: str):
     with reading(engine) as session:
         return session.scalar(select(SeenMessage.seen_at).where(SeenMessage.source_id == source_id,
                                                                 SeenMessage.message_id == message_id))
+
+
+
+def test_a_database_out_of_reach_raises_what_sqlalchemy_raises_so_ingest_answers_503(settings):
+    """The look-up runs on the driver's cursor; its errors come out as SQLAlchemy's own
+    (`answered` turns OperationalError into 503; the driver's own error was a 500)."""
+    postgres = settings.database_url.startswith("postgresql")
+    engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none" if postgres
+                         else f"sqlite:///file:{settings.data_dir}/no/such/dir/x.db?mode=ro&uri=true")
+    try:
+        with pytest.raises(exc.OperationalError):
+            IngestRecords(engine, WINDOW_S).duplicates("src-a", ["m1"])
+    finally:
+        engine.dispose()

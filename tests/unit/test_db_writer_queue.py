@@ -5,7 +5,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import exc, text
 
 from services.runtime import db
 from services.runtime.db import _WriterQueue, make_engine, writing
@@ -81,3 +81,19 @@ def test_a_write_transaction_tries_a_lock_held_by_another_process_again_within_2
     assert busy_timeout == db.BUSY_TIMEOUT_MS
     assert holder.execute("SELECT a FROM t").fetchall() == [(1,)]
     engine.dispose()
+
+
+def test_a_lock_held_past_the_timeout_raises_sqlalchemys_operational_error(tmp_path, monkeypatch):
+    """As before the prompt waits: callers turn SQLAlchemy's OperationalError into a 503."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with engine.begin() as connection:  # a connection in the pool, so the next begin is the begin
+        connection.execute(text("CREATE TABLE t (a INTEGER)"))
+    holder = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 20)
+    try:
+        with pytest.raises(exc.OperationalError, match="locked"), engine.begin():
+            pass
+    finally:
+        holder.execute("ROLLBACK")
+        engine.dispose()
