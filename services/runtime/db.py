@@ -122,7 +122,7 @@ def begin_immediate(db: sqlite3.Connection, timeout_s: float, poll_s: float = LO
     """BEGIN IMMEDIATE on the driver's connection `db` (whose busy_timeout is 0), tried again
     after `poll_s`, then twice as long each time up to LOCK_POLL_MAX_S, while another
     connection holds the write lock, for up to `timeout_s`; answers how many tries failed."""
-    deadline, failed = time.monotonic() + timeout_s, 0
+    deadline, failed, wait = time.monotonic() + timeout_s, 0, poll_s
     while True:
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -130,8 +130,8 @@ def begin_immediate(db: sqlite3.Connection, timeout_s: float, poll_s: float = LO
         except sqlite3.OperationalError as error:
             if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                 raise
-        (sleep or _sleep)(min(poll_s * 2 ** failed, LOCK_POLL_MAX_S))
-        failed += 1
+        (sleep or _sleep)(wait)
+        failed, wait = failed + 1, min(wait * 2, LOCK_POLL_MAX_S)
 
 
 def _make_parent_dir(url: str) -> None:

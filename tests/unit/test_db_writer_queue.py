@@ -59,8 +59,13 @@ def test_begin_immediate_tries_a_lock_held_elsewhere_again_within_2_ms_until_it_
     writer.execute("ROLLBACK")
     holder.execute("BEGIN IMMEDIATE")
     with pytest.raises(sqlite3.OperationalError, match="locked"):
-        db.begin_immediate(writer, timeout_s=0.01)  # held past the timeout: the caller answers 503
+        db.begin_immediate(writer, timeout_s=0.05, sleep=sleep)  # held past the timeout: the caller answers 503
     assert not writer.in_transaction
+    # the recording sleep doesn't sleep: those 50 ms were thousands of tries, the waits
+    # doubling from 0.2 ms again and then staying at 2 ms (a doubling without that cap
+    # overflowed a float after ~1,030 tries, ~2 s of real waiting)
+    again = sleeps[6:]
+    assert len(again) > 1_100 and again[:4] == [0.0002, 0.0004, 0.0008, 0.0016] and set(again[4:]) == {0.002}
 
 
 def test_a_write_transaction_tries_a_lock_held_by_another_process_again_within_2_ms(tmp_path, monkeypatch):
