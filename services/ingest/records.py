@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, delete, exc, text, update
+from sqlalchemy import TextClause, bindparam, delete, text, update
 from sqlalchemy.engine import Dialect, Engine
 
 from services.ingest.tables import PlanViolation, SeenMessage, Source
 from services.runtime import jsoncodec
 from services.runtime.clock import now
-from services.runtime.db import UtcDateTime, writing
+from services.runtime.db import UtcDateTime, driver_errors_raised_as_sqlalchemy, writing
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class IngestRecords:
         sql, parameters = _seen_query(self.engine.dialect)
         since, wanted, found = now() - timedelta(seconds=self.window_s), list(ids), set()
         driver_error = self.engine.dialect.loaded_dbapi.Error
-        try:
+        with driver_errors_raised_as_sqlalchemy(sql, driver_error):
             connection = self.engine.raw_connection()
             try:
                 cursor = connection.cursor()
@@ -124,8 +124,6 @@ class IngestRecords:
                 raise
             finally:
                 connection.close()  # back to the pool, rolled back
-        except driver_error as error:  # as SQLAlchemy raises it (ingest answers 503 to these)
-            raise exc.DBAPIError.instance(sql, None, error, driver_error) from error
         return found
 
     def remember(self, source_id: str, message_ids: list[str], duplicates: int) -> None:

@@ -96,14 +96,12 @@ def make_engine(url: str, *, durable: bool = False) -> Engine:
         # the write lock, waited for promptly rather than by SQLite's busy handler (see
         # begin_immediate): another process's writers (ingest --workers) hold it often
         driver = conn.connection.dbapi_connection
-        try:
+        with driver_errors_raised_as_sqlalchemy("BEGIN IMMEDIATE", sqlite3.Error):
             driver.execute("PRAGMA busy_timeout=0")
             try:
                 begin_immediate(driver, BUSY_TIMEOUT_MS / 1000)
             finally:
                 driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        except sqlite3.Error as error:  # raised as SQLAlchemy would (callers answer 503 to these)
-            raise exc.DBAPIError.instance("BEGIN IMMEDIATE", None, error, sqlite3.Error) from error
 
     return engine
 
@@ -118,11 +116,21 @@ BUSY_TIMEOUT_MS = 60_000  # any other wait for a lock (reads, checkpoints)
 _sleep = time.sleep  # tests count the tries
 
 
-def begin_immediate(db: sqlite3.Connection, timeout_s: float, poll_s: float = LOCK_POLL_S, sleep=None) -> int:
+@contextmanager
+def driver_errors_raised_as_sqlalchemy(statement: str, driver_error: type[Exception]) -> Iterator[None]:
+    """For code that calls the driver itself: its errors raised as SQLAlchemy raises them
+    (OperationalError and kin, which the services answer with 503, not 500)."""
+    try:
+        yield
+    except driver_error as error:
+        raise exc.DBAPIError.instance(statement, None, error, driver_error) from error
+
+
+def begin_immediate(db: sqlite3.Connection, timeout_s: float) -> int:
     """BEGIN IMMEDIATE on the driver's connection `db` (whose busy_timeout is 0), tried again
-    after `poll_s`, then twice as long each time up to LOCK_POLL_MAX_S, while another
+    after LOCK_POLL_S, then twice as long each time up to LOCK_POLL_MAX_S, while another
     connection holds the write lock, for up to `timeout_s`; answers how many tries failed."""
-    deadline, failed, wait = time.monotonic() + timeout_s, 0, poll_s
+    deadline, failed, wait = time.monotonic() + timeout_s, 0, LOCK_POLL_S
     while True:
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -130,7 +138,7 @@ def begin_immediate(db: sqlite3.Connection, timeout_s: float, poll_s: float = LO
         except sqlite3.OperationalError as error:
             if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                 raise
-        (sleep or _sleep)(wait)
+        _sleep(wait)
         failed, wait = failed + 1, min(wait * 2, LOCK_POLL_MAX_S)
 
 

@@ -51,7 +51,6 @@ def seen_at(engine, source_id: str, message_id: str):
                                                                 SeenMessage.message_id == message_id))
 
 
-
 def test_a_database_out_of_reach_raises_what_sqlalchemy_raises_so_ingest_answers_503(settings):
     """The look-up runs on the driver's cursor; its errors come out as SQLAlchemy's own
     (`answered` turns OperationalError into 503; the driver's own error was a 500)."""

@@ -46,20 +46,21 @@ def held_for(holder: sqlite3.Connection, tries: int) -> tuple[list[float], Calla
     return sleeps, sleep
 
 
-def test_begin_immediate_tries_a_lock_held_elsewhere_again_within_2_ms_until_it_is_free(tmp_path):
+def test_begin_immediate_tries_a_lock_held_elsewhere_again_within_2_ms_until_it_is_free(tmp_path, monkeypatch):
     """Another ingest process's commit holds the write lock: the embedded log's writer tries
     again after 0.2 ms, doubling up to 2 ms (SQLite's own busy handler sleeps up to 100 ms
     between tries), and takes the lock on the first try after the holder lets go."""
     holder, writer = (sqlite3.connect(tmp_path / "lock.db", isolation_level=None) for _ in range(2))
     writer.execute("PRAGMA busy_timeout=0")
     sleeps, sleep = held_for(holder, tries=6)
-    assert db.begin_immediate(writer, timeout_s=60, sleep=sleep) == 6
+    monkeypatch.setattr(db, "_sleep", sleep)
+    assert db.begin_immediate(writer, timeout_s=60) == 6
     assert writer.in_transaction and sleeps == [0.0002, 0.0004, 0.0008, 0.0016, 0.002, 0.002]
     assert (db.LOCK_POLL_S, db.LOCK_POLL_MAX_S) == (0.0002, 0.002)
     writer.execute("ROLLBACK")
     holder.execute("BEGIN IMMEDIATE")
     with pytest.raises(sqlite3.OperationalError, match="locked"):
-        db.begin_immediate(writer, timeout_s=0.05, sleep=sleep)  # held past the timeout: the caller answers 503
+        db.begin_immediate(writer, timeout_s=0.05)  # held past the timeout: the caller answers 503
     assert not writer.in_transaction
     # the recording sleep doesn't sleep: those 50 ms were thousands of tries, the waits
     # doubling from 0.2 ms again and then staying at 2 ms (a doubling without that cap
