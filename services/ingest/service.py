@@ -19,7 +19,6 @@ from services.ingest.domain.messages import Rejection, canonical, partition_key
 from services.ingest.domain.normalise import normalised_identifiers
 from services.ingest.domain.plan import TrackingPlan, Violation, blocks, checked, describe, with_violations
 from services.ingest.domain.ratelimit import TokenBucket
-from services.ingest.domain.wire import MAX_EVENT_BYTES, size_of
 from services.ingest.records import IngestRecords
 from services.ingest.sources import SourceView
 from services.ingest.tables import Source
@@ -182,8 +181,6 @@ class Ingest:
                violations: list[dict]) -> dict:
         if kind is None:
             raise Rejection("type", "unknown_type", "must be one of track, identify, page, screen, group, alias")
-        if size_of(body) > MAX_EVENT_BYTES:
-            raise Rejection("body", "too_large", f"an event may be at most {MAX_EVENT_BYTES // 1024} KB")
         event = canonical(kind, body, source.id, received_at)
         if identifiers := normalised_identifiers(event):
             event["normalised"] = identifiers

@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 
 from services.identity.domain.identifiers import (SEALING_TYPES, Identifier, identifiers_of, normalise,
                                                   sealing_identifiers)
-from services.identity.domain.rules import DEFAULT_BLOCKED_VALUES, DEFAULT_RULES, DEFAULT_TYPES
+from services.identity.domain import identifiers
+from services.identity.domain.identifiers import _normal_form
+from services.identity.domain.rules import DEFAULT_BLOCKED_VALUES, DEFAULT_RULES, DEFAULT_TYPES, build_rules
 
 BLOCKED_VALUES = frozenset(DEFAULT_BLOCKED_VALUES)
 
@@ -206,3 +208,32 @@ def test_what_ingest_seals_under_is_what_identity_matches_by(event):
     erasing a person destroys the keys of identity's identifiers, so they must be the same."""
     expected = [i for i in identifiers_of(event) if i.type in SEALING_TYPES]
     assert sorted(sealing_identifiers(event)) == sorted(expected)
+
+
+# --- normal forms kept per rules ------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(kind=st.sampled_from(["user_id", "email", "phone", "anonymous_id", "social:twitter", "custom"]),
+       raws=st.lists(st.one_of(st.text(max_size=12), st.sampled_from(["Ada@Example.com ", "+44 7700 900123",
+                                                                    "null", " u-1 ", "@Ada"])), max_size=6))
+def test_a_value_normalised_again_answers_what_it_answered_the_first_time(kind, raws):
+    rules = build_rules()  # its own cache
+    first = [normalise(kind, raw, rules) for raw in raws]
+    assert [normalise(kind, raw, rules) for raw in raws] == first
+    assert first == [_normal_form(kind, raw, rules) for raw in raws]
+
+
+def test_a_value_an_operator_blocks_stops_linking_though_it_was_normalised_before():
+    rules = build_rules()
+    assert normalise("user_id", "u-1", rules) == "u-1"
+    blocked = rules.with_operator_overrides([("user_id", "u-1")], [])
+    assert normalise("user_id", "u-1", blocked) is None
+    assert normalise("user_id", "u-1", rules) == "u-1"
+
+
+def test_the_kept_normal_forms_are_bounded(monkeypatch):
+    monkeypatch.setattr(identifiers, "NORMAL_FORMS_KEPT", 10)
+    rules = build_rules()
+    for i in range(25):
+        assert normalise("user_id", f"u-{i}", rules) == f"u-{i}"
+    assert 0 < len(rules.normal_forms) <= 10

@@ -10,7 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ingest.domain.messages import MAX_ID_LENGTH, Rejection, canonical, partition_key
+from pydantic import ValidationError
+
+from services.ingest.domain.messages import (KINDS, MAX_ID_LENGTH, Rejection, _fields, _serialised, canonical,
+                                               partition_key)
 
 FAST = settings(max_examples=200, deadline=None, database=None)
 RECEIVED = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
@@ -264,3 +267,71 @@ def test_a_timestamp_without_an_offset_means_utc_whatever_the_server_zone(server
     assert os.environ["TZ"] == "America/New_York"
     event = track(userId="u1", event="x", timestamp="2024-01-02T03:04:05")
     assert event["timestamp"] == "2024-01-02T03:04:05.000000Z"
+
+
+# --- the fast copy of plain JSON bodies -----------------------------------------------------
+
+json_leaves = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False,
+                        allow_infinity=False), st.text(max_size=6))
+json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=8)
+times = st.sampled_from(["2024-05-06T07:00:00Z", "2024-05-06T09:00:00.5+02:00", "2024-05-06T07:00:00",
+                         "2024-05-06", 1714979000])
+
+
+@FAST
+@given(body=st.fixed_dictionaries({}, optional={
+    "userId": st.one_of(st.text(max_size=4), st.integers(0, 99)), "anonymousId": st.text(max_size=4),
+    "messageId": st.one_of(st.none(), st.text(max_size=4)), "timestamp": times, "sentAt": times,
+    "event": st.text(min_size=1, max_size=4), "groupId": st.text(max_size=3), "previousId": st.text(max_size=3),
+    "name": st.one_of(st.none(), st.text(max_size=3)),
+    "properties": st.dictionaries(st.text(max_size=3), json_values, max_size=3),
+    "traits": st.dictionaries(st.text(max_size=3), json_values, max_size=3),
+    "context": st.dictionaries(st.text(max_size=3), json_values, max_size=3),
+    "integrations": st.dictionaries(st.text(max_size=3), json_values, max_size=2),
+    "channel": json_values, "version": json_values}),
+    kind=st.sampled_from(sorted(KINDS)))
+def test_a_plain_json_body_is_copied_as_pydantic_would_serialise_it(body, kind):
+    try:
+        message = KINDS[kind].model_validate({**body, "type": kind})
+    except ValidationError:
+        return
+    fast, slow = _fields(message), _serialised(message)
+    assert fast.pop("timestamp", None) is not None or "timestamp" not in slow  # replaced by canonical
+    slow.pop("timestamp", None)
+    assert fast == slow
+
+
+def test_a_body_holding_values_json_has_no_spelling_for_goes_through_pydantic():
+    event = track(userId="u1", event="x", properties={"at": datetime(2024, 5, 6, tzinfo=timezone.utc)})
+    assert event["properties"] == {"at": "2024-05-06T00:00:00Z"}
+
+
+def test_sent_at_alone_is_kept_as_sent():
+    event = track(userId="u1", event="x", sentAt="2024-05-06T09:00:00+02:00")
+    assert event["sentAt"] == "2024-05-06T09:00:00+02:00"
+    assert event["timestamp"] == RECEIVED_TEXT
+
+
+def nested(depth: int):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [252, 253, 254, 260])
+def test_nesting_past_250_levels_is_rejected_naming_body_or_kept_whole(depth):
+    try:
+        event = track(userId="u1", event="x", properties={"p": nested(depth)})
+    except Rejection as error:
+        assert depth > 250 and (error.field, error.rule) == ("body", "too_deep")
+        return
+    assert event["properties"]["p"] == nested(depth)
+    assert depth < 255  # pydantic's own limit
+
+
+def test_an_event_over_32_kb_is_rejected_naming_body_even_when_it_is_not_an_object():
+    for body in ({"userId": "u1", "event": "x", "properties": {"blob": "x" * 33_000}}, ["x" * 33_000]):
+        error = rejection("track", body)
+        assert (error.field, error.rule) == ("body", "too_large")

@@ -23,6 +23,24 @@ class Identifier:
 
 def normalise(type_: str, value: Any, rules: Rules = DEFAULT_RULES) -> str | None:
     """The matching form of a value, or None when it must never link anything."""
+    if type(value) is not str or len(value) > CACHED_LENGTH:
+        return _normal_form(type_, value, rules)
+    # the same people come back: their ids cost ~3 us each to check and normalise again
+    forms = rules.normal_forms
+    form = forms.get((type_, value), _UNKNOWN)
+    if form is _UNKNOWN:
+        if len(forms) >= NORMAL_FORMS_KEPT:
+            forms.clear()
+        form = forms[(type_, value)] = _normal_form(type_, value, rules)
+    return form
+
+
+CACHED_LENGTH = 320  # longer texts are never a valid email or phone, and aren't kept
+NORMAL_FORMS_KEPT = 1 << 16
+_UNKNOWN = object()
+
+
+def _normal_form(type_: str, value: Any, rules: Rules) -> str | None:
     text = norm.as_text(value)
     if text is None or rules.is_blocked(type_, text):
         return None

@@ -72,6 +72,11 @@ class Rules:
         return {name: [(s[len(EXTERNAL):], ()) if s.startswith(EXTERNAL) else (None, tuple(s.split(".")))
                        for s in rule.sources] for name, rule in self.types.items()}
 
+    @cached_property
+    def normal_forms(self) -> dict[tuple[str, str], str | None]:
+        """identifiers.normalise's answers for these rules, (type, text) -> normal form."""
+        return {}
+
     def rank(self, identifier) -> tuple:
         """Strongest first; a total order, so every tie-break built on it is deterministic."""
         return (self.rule(identifier.type).priority, identifier.type, identifier.value)

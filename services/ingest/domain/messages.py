@@ -2,22 +2,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from services.ingest.domain.wire import corrected_timestamp
-from services.runtime.clock import format_time as _format_time
-
-_ZERO = timedelta(0)
-
-
-def format_time(moment: datetime) -> str:
-    """clock.format_time, without its astimezone() for what is already UTC (nearly everything)."""
-    if moment.utcoffset() == _ZERO:
-        return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-    return _format_time(moment)
+from services.ingest.domain.wire import MAX_EVENT_BYTES, corrected_timestamp, size_of
+from services.runtime.clock import format_time
 
 MAX_ID_LENGTH = 512
 
@@ -120,16 +111,16 @@ KINDS: dict[str, type[_Message]] = {"track": Track, "identify": Identify, "page"
 
 def canonical(kind: str, body: Any, source_id: str, received_at: datetime) -> dict:
     """The event as written to the log, or a Rejection naming the field and the rule."""
+    size, plain = size_of(body)
+    if size > MAX_EVENT_BYTES:
+        raise Rejection("body", "too_large", f"an event may be at most {MAX_EVENT_BYTES // 1024} KB")
     if not isinstance(body, dict):
         raise Rejection("body", "type", "must be a JSON object")
     try:
         message = KINDS[kind].model_validate({**body, "type": kind})
     except ValidationError as error:
         raise _first(error) from None
-    try:
-        event = message.model_dump(mode="json", exclude_none=True)
-    except ValueError:  # pydantic's serializer stops at a depth of 255 ("Maximum serialization depth")
-        raise Rejection("body", "too_deep", "objects and lists may nest at most 250 levels deep") from None
+    event = _fields(message) if plain else _serialised(message)
     event["messageId"] = message.messageId or str(uuid.uuid4())
     event["receivedAt"] = _received_text(received_at)
     event["timestamp"] = format_time(corrected_timestamp(message.timestamp, message.sentAt, received_at))
@@ -138,6 +129,27 @@ def canonical(kind: str, body: Any, source_id: str, received_at: datetime) -> di
         event["sentAt"] = format_time(message.sentAt)
     event["sourceId"] = source_id
     return event
+
+
+def _fields(message: _Message) -> dict:
+    """What `_serialised` answers for a body of plain JSON, a third as fast: the validated
+    fields and the extra ones as they are, None left out (nested values are already JSON)."""
+    event = {name: value for name, value in message.__dict__.items() if value is not None}
+    event.update((name, value) for name, value in message.__pydantic_extra__.items() if value is not None)
+    if "sentAt" in event:  # a datetime; replaced by the caller when there is a timestamp
+        event["sentAt"] = _JSON_TIME.dump_python(event["sentAt"], mode="json")
+    return event
+
+
+_JSON_TIME = TypeAdapter(datetime)
+
+
+def _serialised(message: _Message) -> dict:
+    """The message as JSON values (datetimes as text, ...), None fields left out."""
+    try:
+        return message.model_dump(mode="json", exclude_none=True)
+    except ValueError:  # pydantic's serializer stops at a depth of 255 ("Maximum serialization depth")
+        raise Rejection("body", "too_deep", "objects and lists may nest at most 250 levels deep") from None
 
 
 _last_received: tuple[datetime | None, str] = (None, "")

@@ -52,15 +52,22 @@ def call_of(item: Any) -> str | None:
     return kind if kind in CALLS else None
 
 
-def size_of(item: Any) -> int:
-    """Bytes of the item as compact JSON (the standard library's, ASCII with escapes)."""
+# what orjson writes as JSON without help: anything else (a datetime, a subclass, nesting past
+# its limit of 254 levels) makes it raise
+_PLAIN_ONLY = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def size_of(item: Any) -> tuple[int, bool]:
+    """Bytes of the item as compact JSON (the standard library's, ASCII with escapes), and
+    whether it is plain JSON: JSON's own types only, nested less than 254 levels deep
+    (what a body parsed from JSON holds, unless it nests deeper)."""
     try:
-        encoded = orjson.dumps(item)
+        encoded, plain = orjson.dumps(item, option=_PLAIN_ONLY), True
     except TypeError:
-        encoded = b""
+        encoded, plain = b"", False
     if encoded and encoded.isascii():
-        return len(encoded)  # the same bytes json.dumps writes, but for float spelling
-    return len(json.dumps(item, separators=(",", ":"), default=str).encode())
+        return len(encoded), plain  # the same bytes json.dumps writes, but for float spelling
+    return len(json.dumps(item, separators=(",", ":"), default=str).encode()), plain
 
 
 def corrected_timestamp(timestamp: datetime | None, sent_at: datetime | None,
