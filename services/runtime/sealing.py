@@ -29,6 +29,7 @@ import hmac
 import os
 import threading
 import time
+from binascii import b2a_base64
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -185,12 +186,12 @@ def data_key(keys: Sequence[bytes]) -> bytes:
 
 def seal(plaintext: bytes, kids: Sequence[str], keys: dict[str, bytes]) -> bytes:
     """`plaintext` sealed under the keys of `kids` (sorted, as the header lists them)."""
-    kids = sorted(set(kids))
+    kids = sorted(set(kids)) if len(kids) > 1 else kids
     nonce = os.urandom(12)
     sealed = _cipher(data_key([keys[k] for k in kids])).encrypt(nonce, plaintext, ",".join(kids).encode())
     # kids are hex and base64 needs no escaping: the JSON is written directly (ingest seals every event)
-    return (b'{"sealed":1,"kids":["' + '","'.join(kids).encode() + b'"],"nonce":"' + base64.b64encode(nonce)
-            + b'","data":"' + base64.b64encode(sealed) + b'"}')
+    return (b'{"sealed":1,"kids":["' + '","'.join(kids).encode() + b'"],"nonce":"' + b2a_base64(nonce, newline=False)
+            + b'","data":"' + b2a_base64(sealed, newline=False) + b'"}')
 
 
 _ciphers: dict[bytes, AESGCM] = {}
