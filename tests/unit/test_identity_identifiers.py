@@ -237,3 +237,34 @@ def test_the_kept_normal_forms_are_bounded(monkeypatch):
     for i in range(25):
         assert normalise("user_id", f"u-{i}", rules) == f"u-{i}"
     assert 0 < len(rules.normal_forms) <= 10
+
+
+# --- the reading plan without externalIds ---------------------------------------------------
+
+rule_sources = st.lists(st.sampled_from(["userId", "traits.email", "context.traits.email", "context.device.id",
+                                         "externalId:shop", "externalId:crm", "traits.crm"]),
+                        min_size=1, max_size=3, unique=True)
+leaf = st.one_of(st.none(), st.sampled_from(["u1", "a@b.io", "null", " x "]), st.integers(0, 3))
+
+
+@FAST
+@given(types=st.dictionaries(st.sampled_from(["user_id", "email", "crm_id", "device_id"]), rule_sources, min_size=1),
+       event=st.fixed_dictionaries({}, optional={
+           "userId": leaf, "traits": st.fixed_dictionaries({}, optional={"email": leaf, "crm": leaf}),
+           "context": st.fixed_dictionaries({}, optional={
+               "traits": st.fixed_dictionaries({}, optional={"email": leaf}),
+               "device": st.fixed_dictionaries({}, optional={"id": leaf}),
+               "externalIds": st.lists(st.fixed_dictionaries({"type": st.sampled_from(["shop", "crm", "zen"]),
+                                                              "id": leaf}), max_size=3)})}))
+def test_the_plan_of_paths_finds_what_the_whole_plan_finds(types, event):
+    config = {"types": {**{name: None for name in DEFAULT_TYPES},
+                        **{name: {"priority": i + 1, "sources": sources} for i, (name, sources) in
+                           enumerate(sorted(types.items()))}}}
+    fast, whole = build_rules(config), build_rules(config)
+    whole.__dict__["path_plan"] = whole.reading_plan  # every source, as before the shortcut
+    assert identifiers_of(event, fast) == identifiers_of(event, whole)
+
+
+@pytest.mark.parametrize("type_", [*DEFAULT_TYPES, "zendesk_ticket_id"])
+def test_rank_is_the_rule_priority_then_type_then_value(type_):
+    assert DEFAULT_RULES.rank(Identifier(type_, "v")) == (DEFAULT_RULES.rule(type_).priority, type_, "v")

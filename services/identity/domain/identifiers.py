@@ -59,7 +59,7 @@ def identifiers_of(event: dict, rules: Rules = DEFAULT_RULES) -> list[Identifier
     """Every identifier the rules find in `event`, blocked values left out, strongest first."""
     external = _external_ids(event)
     found: set[Identifier] = set()
-    for name, sources in rules.reading_plan.items():
+    for name, sources in (rules.reading_plan if external else rules.path_plan).items():
         for external_type, path in sources:
             raws = external.pop(external_type, ()) if external_type else (_at_path(event, path),)
             stated = [raw for raw in raws if raw is not None]

@@ -77,9 +77,21 @@ class Rules:
         """identifiers.normalise's answers for these rules, (type, text) -> normal form."""
         return {}
 
+    @cached_property
+    def path_plan(self) -> dict[str, list[tuple[None, tuple[str, ...]]]]:
+        """reading_plan without the context.externalIds sources: all an event without
+        externalIds (nearly every one) can state."""
+        plan = {name: [(None, path) for external, path in sources if external is None]
+                for name, sources in self.reading_plan.items()}
+        return {name: sources for name, sources in plan.items() if sources}
+
+    @cached_property
+    def priorities(self) -> dict[str, int]:
+        return {name: rule.priority for name, rule in self.types.items()}
+
     def rank(self, identifier) -> tuple:
         """Strongest first; a total order, so every tie-break built on it is deterministic."""
-        return (self.rule(identifier.type).priority, identifier.type, identifier.value)
+        return (self.priorities.get(identifier.type, self.custom.priority), identifier.type, identifier.value)
 
     def is_blocked(self, type_: str, value: str) -> bool:
         return (value.lower() in self.blocked_values or (type_, value) in self.blocked
