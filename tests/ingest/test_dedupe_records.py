@@ -62,3 +62,20 @@ def test_a_database_out_of_reach_raises_what_sqlalchemy_raises_so_ingest_answers
             IngestRecords(engine, WINDOW_S).duplicates("src-a", ["m1"])
     finally:
         engine.dispose()
+
+
+def test_an_id_seen_exactly_at_the_windows_start_is_still_a_duplicate(settings, monkeypatch):
+    """The window's start is compared as the column stores times (on SQLite, text): bound as
+    the driver's own datetime text ("...+00:00"), a time equal to it read as earlier."""
+    engine = make_engine(settings.database_url)
+    migrations.upgrade(engine)
+    records, at = IngestRecords(engine, WINDOW_S), now().replace(microsecond=123456)
+    monkeypatch.setattr("services.ingest.records.now", lambda: at)
+    try:
+        with writing(engine) as session:
+            session.add_all([SeenMessage(source_id="src-a", message_id="edge", seen_at=at - timedelta(seconds=WINDOW_S)),
+                             SeenMessage(source_id="src-a", message_id="before",
+                                         seen_at=at - timedelta(seconds=WINDOW_S, microseconds=1))])
+        assert records.duplicates("src-a", ["edge", "before"]) == {"edge"}
+    finally:
+        engine.dispose()
