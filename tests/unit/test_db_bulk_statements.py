@@ -5,10 +5,12 @@ parameters afresh every time)."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, event, insert, select, update
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table, event, insert,
+                        select, update)
 from sqlalchemy.orm import Session
 
-from services.runtime.db import Json, UtcDateTime, each_in, insert_new_rows, make_engine, update_each, upsert
+from services.runtime.db import (Json, UtcDateTime, each_in, insert_new_rows, insert_rows, make_engine, update_each,
+                                 upsert)
 
 METADATA = MetaData()
 ROWS = Table("rows_tried", METADATA, Column("key", String(64), primary_key=True), Column("n", Integer),
@@ -111,3 +113,51 @@ def test_update_each_sets_each_keys_values_as_one_update_a_row_does(engine):
     with engine.connect() as conn:
         tried, plain = (conn.execute(select(t).order_by(t.c.key)).all() for t in (ROWS, PLAIN))
     assert tried == plain and len(tried) == 50
+
+
+# --- rows without bytes: one JSON document on SQLite too -------------------------------------
+
+TEXTUAL_COLUMNS = lambda: (Column("key", String(64), primary_key=True), Column("n", BigInteger),  # noqa: E731
+                           Column("ok", Boolean), Column("x", Float), Column("doc", Json), Column("at", UtcDateTime),
+                           Column("note", String(200)))
+TEXTUAL = Table("rows_textual", METADATA, *TEXTUAL_COLUMNS())
+TEXTUAL_PLAIN = Table("rows_textual_plain", METADATA, *TEXTUAL_COLUMNS())
+
+
+class Textual:
+    __table__ = TEXTUAL
+
+
+def textual_rows(keys) -> list[dict]:
+    floats = [1.5, 3.0, -0.0, 1e20, 1 / 3, None]
+    notes = ["plain", 'a "quoted" \\ note', "é ü 🎉", "", "null", "12", None]
+    return [{"key": f"k{k}", "n": [k, -k, 2 ** 62, None][k % 4], "ok": [True, False, None][k % 3],
+             "x": floats[k % len(floats)], "doc": [None, {"k": k, "é": [1.5, "x", None]}, "text", k, [], True][k % 6],
+             "at": None if k % 5 == 0 else T0 + timedelta(days=k, microseconds=k), "note": notes[k % len(notes)]}
+            for k in keys]
+
+
+def stored(conn, table) -> list:
+    """Each row as the database holds it: on SQLite each value's storage class and text."""
+    if conn.dialect.name != "sqlite":
+        return conn.execute(select(table).order_by(table.c.key)).all()
+    parts = ", ".join(f"typeof({c.name}), quote({c.name})" for c in table.c)
+    return conn.exec_driver_sql(f"SELECT {parts} FROM {table.name} ORDER BY key").all()
+
+
+@pytest.mark.parametrize("write", [
+    lambda session, rows: insert_new_rows(session, Textual, rows, ["key"]),
+    lambda session, rows: upsert(session, Textual, rows, ["key"]),
+    lambda session, rows: (upsert(session, Textual, rows[:50], ["key"]),
+                           upsert(session, Textual, rows, ["key"], update=["n", "ok", "x", "doc", "at", "note"])),
+    lambda session, rows: insert_rows(session, Textual, rows)])
+def test_rows_without_bytes_are_stored_as_an_executemany_stores_them_from_one_parameter(engine, write):
+    with Session(engine) as session, session.begin():
+        sent = statements_sent(engine)
+        write(session, textual_rows(range(300)))
+        plain = len(sent)
+        session.execute(insert(TEXTUAL_PLAIN), textual_rows(range(300)))
+    assert plain and all(len(parameters) == 1 for parameters in sent[:plain])  # each statement one JSON document
+    with engine.connect() as conn:
+        assert stored(conn, TEXTUAL) == stored(conn, TEXTUAL_PLAIN)
+        assert len(stored(conn, TEXTUAL)) == 300
