@@ -24,6 +24,7 @@ PROFILE_NAMESPACE = uuid.UUID("6f1c7f1e-5b0e-4d59-9a55-3c3f0f0e7a11")
 
 
 @lru_cache(maxsize=1 << 16)  # a SHA-1 each; a batch asks it for every identifier of every event it links
+@lru_cache(maxsize=1 << 16)  # a uuid5 costs ~5 us; every event of a known person names its profile
 def new_profile_id(identifier: Identifier) -> str:
     """Deterministic, so that replaying the log recreates the same ids."""
     return str(uuid.uuid5(PROFILE_NAMESPACE, f"{identifier.type}:{identifier.value}"))
@@ -158,7 +159,10 @@ class Graph:
         return new_profile_id(min(self.group_of[identifier], key=self.rules.rank))
 
     def owners(self) -> dict[Identifier, str]:
-        named = {id(g): new_profile_id(min(g, key=self.rules.rank)) for g in self.group_of.values()}
+        named: dict[int, str] = {}
+        for group in self.group_of.values():  # an entry per identifier: name each group once
+            if id(group) not in named:
+                named[id(group)] = new_profile_id(min(group, key=self.rules.rank))
         return {i: named[id(g)] for i, g in self.group_of.items()}
 
     def newly_shared(self, refusals: Iterable[Refusal]) -> set[Identifier]:
