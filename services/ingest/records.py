@@ -25,7 +25,7 @@ from sqlalchemy.engine import Dialect, Engine
 from services.ingest.tables import PlanViolation, SeenMessage, Source
 from services.runtime import jsoncodec
 from services.runtime.clock import now
-from services.runtime.db import UtcDateTime, driver_errors_raised_as_sqlalchemy, writing
+from services.runtime.db import UtcDateTime, bind_processor, driver_errors_raised_as_sqlalchemy, writing
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ def _seen_query(dialect: Dialect) -> tuple[str, Callable[[str, datetime, list[st
     """`_seen_statement` in the driver's SQL, and what makes its parameters (in the driver's
     order and types) of a source id, the window's start and the ids."""
     compiled = _seen_statement(dialect.name).compile(dialect=dialect)
-    seen_at = SeenMessage.__table__.c.seen_at.type  # its dialect's processor: the text SQLite stores
-    since_of = seen_at.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
+    since_of = bind_processor(SeenMessage.__table__.c.seen_at.type, dialect) or (lambda value: value)
 
     def parameters(source_id: str, since: datetime, ids: list[str]) -> Any:
         named = {"source_id": source_id, "since": since_of(since), "ids": jsoncodec.dumps_text(ids)}

@@ -5,6 +5,7 @@ from typing import Any, NamedTuple
 
 from services.identity.domain import normalise as norm
 from services.identity.domain.rules import DEFAULT_RULES, Rules
+from services.ingest.domain.normalise import CACHED_LENGTH  # longer texts are never kept: no email or phone
 from services.runtime.envelope import as_object
 
 
@@ -38,7 +39,6 @@ def normalise(type_: str, value: Any, rules: Rules = DEFAULT_RULES) -> str | Non
     return form
 
 
-CACHED_LENGTH = 320  # longer texts are never a valid email or phone, and aren't kept
 NORMAL_FORMS_KEPT = 1 << 16
 _UNKNOWN = object()
 

@@ -24,7 +24,6 @@ PROFILE_NAMESPACE = uuid.UUID("6f1c7f1e-5b0e-4d59-9a55-3c3f0f0e7a11")
 
 
 @lru_cache(maxsize=1 << 16)  # a SHA-1 each; a batch asks it for every identifier of every event it links
-@lru_cache(maxsize=1 << 16)  # a uuid5 costs ~5 us; every event of a known person names its profile
 def new_profile_id(identifier: Identifier) -> str:
     """Deterministic, so that replaying the log recreates the same ids."""
     return str(uuid.uuid5(PROFILE_NAMESPACE, f"{identifier.type}:{identifier.value}"))
