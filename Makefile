@@ -16,8 +16,12 @@ install: $(STAMP)
 run: $(STAMP)  ## the embedded default: every service in one process, SQLite under ./.rapport/
 	$(VENV)/bin/rapport up
 
+# pytest-xdist processes; each file runs in one, so its shared pipelines are built once
+TEST_WORKERS ?= 2
+
 test: $(STAMP)  ## the whole suite: unit, embedded, PostgreSQL + Kafka-protocol broker
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(VENV)/bin/pytest -m serial
 
 clean:
 	rm -rf $(VENV) .rapport .pytest_cache
