@@ -42,9 +42,17 @@ def pytest_configure(config):
                                        "empty instead of as a copy of the migrated template")
 
 
+def pytest_collection_modifyitems(items):
+    """schemathesis's tests of each operation report no failure from an xdist worker (a route
+    answering 500 passed): a module using schemathesis must mark its tests `serial`."""
+    unmarked = sorted({item.module.__name__ for item in items if "schemathesis" in vars(item.module)
+                       and item.get_closest_marker("serial") is None})
+    if unmarked:
+        raise pytest.UsageError(f"mark the tests of {', '.join(unmarked)} `serial` (they use schemathesis)")
+
+
 def pytest_runtest_setup(item):
-    """A `serial` test fails under xdist rather than pass unchecked: schemathesis's tests of
-    each operation report no failure from an xdist worker (a route answering 500 passed)."""
+    """A `serial` test fails under xdist rather than pass unchecked (see above)."""
     if os.environ.get("PYTEST_XDIST_WORKER") and item.get_closest_marker("serial"):
         pytest.fail("a `serial` test must run in one process: `make test` runs them after the "
                     "parallel part (`pytest -m serial`)")

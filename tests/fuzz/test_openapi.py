@@ -27,7 +27,7 @@ CREDENTIALS = ensure_credentials(RUNTIME.engine, DATA_DIR)
 APP = build_app(RUNTIME, bootstrap_services(RUNTIME), run_projectors=False)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
-pytestmark = pytest.mark.serial  # see tests/conftest.py: under xdist a failing operation passed
+pytestmark = pytest.mark.serial  # under xdist a failing operation passed (tests/conftest.py)
 
 
 @pytest.fixture(scope="module", autouse=True)

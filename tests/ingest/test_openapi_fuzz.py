@@ -23,6 +23,7 @@ migrations.upgrade(RUNTIME.engine)
 WRITE_KEY = ensure_credentials(RUNTIME.engine, DATA_DIR)["write_key"]
 APP = build_app(RUNTIME, bootstrap_services(RUNTIME, ["ingest"]), run_projectors=False)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(tag="ingest")
+pytestmark = pytest.mark.serial  # under xdist a failing operation passed (tests/conftest.py)
 
 
 @pytest.fixture(scope="module", autouse=True)
