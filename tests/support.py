@@ -1,10 +1,13 @@
 """Helpers for tests: waiting on conditions, and the whole pipeline behind real HTTP."""
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
@@ -13,11 +16,25 @@ import uvicorn
 from services import migrations
 from services.first_start import ensure_credentials
 from services.runtime.bootstrap import Runtime, bootstrap_runtime
-from services.runtime.runner import bootstrap_services, build_app
+from services.runtime.runner import SERVICE_NAMES, bootstrap_services, build_app
 from services.runtime.settings import Settings
 from tests.backends import free_port
 
 T = TypeVar("T")
+
+
+def app_at_collection(prefix: str, services=SERVICE_NAMES) -> tuple:
+    """(app, first-start credentials, cleanup) of a migrated runtime on a fresh embedded data
+    dir: schemathesis generates its tests at collection time, so the app is built then."""
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix)) / "data"
+    runtime = bootstrap_runtime(Settings(data_dir=data_dir))
+    migrations.upgrade(runtime.engine)
+    credentials = ensure_credentials(runtime.engine, data_dir)
+
+    def cleanup() -> None:
+        runtime.close()
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
+    return build_app(runtime, bootstrap_services(runtime, services), run_projectors=False), credentials, cleanup
 
 
 def terminate(popen, timeout_s: float = 30) -> None:

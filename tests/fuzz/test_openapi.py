@@ -3,28 +3,15 @@ the runtime's admin routes) in one app on the embedded default, with an admin to
 routes are exercised past 401: never a 5xx, and every response matches its schema."""
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from services import migrations
-from services.first_start import ensure_credentials
-from services.runtime.bootstrap import bootstrap_runtime
-from services.runtime.runner import bootstrap_services, build_app
-from services.runtime.settings import Settings
+from tests.support import app_at_collection
 
-# schemathesis generates its tests at collection time, so the app is built then
-DATA_DIR = Path(tempfile.mkdtemp(prefix="rapport-fuzz-all-")) / "data"
-RUNTIME = bootstrap_runtime(Settings(data_dir=DATA_DIR))
-migrations.upgrade(RUNTIME.engine)
-CREDENTIALS = ensure_credentials(RUNTIME.engine, DATA_DIR)
-APP = build_app(RUNTIME, bootstrap_services(RUNTIME), run_projectors=False)
+APP, CREDENTIALS, CLEANUP = app_at_collection("rapport-fuzz-all-")
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 pytestmark = pytest.mark.serial  # under xdist a failing operation passed (tests/conftest.py)
@@ -33,8 +20,7 @@ pytestmark = pytest.mark.serial  # under xdist a failing operation passed (tests
 @pytest.fixture(scope="module", autouse=True)
 def _cleanup():
     yield
-    RUNTIME.close()
-    shutil.rmtree(DATA_DIR.parent, ignore_errors=True)
+    CLEANUP()
 
 
 def auth_for(case) -> dict[str, str]:

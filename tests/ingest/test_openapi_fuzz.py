@@ -2,26 +2,15 @@
 from __future__ import annotations
 
 import base64
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from services import migrations
-from services.first_start import ensure_credentials
-from services.runtime.bootstrap import bootstrap_runtime
-from services.runtime.runner import bootstrap_services, build_app
-from services.runtime.settings import Settings
+from tests.support import app_at_collection
 
-# schemathesis generates its tests at collection time, so the app is built then
-DATA_DIR = Path(tempfile.mkdtemp(prefix="rapport-fuzz-")) / "data"
-RUNTIME = bootstrap_runtime(Settings(data_dir=DATA_DIR))
-migrations.upgrade(RUNTIME.engine)
-WRITE_KEY = ensure_credentials(RUNTIME.engine, DATA_DIR)["write_key"]
-APP = build_app(RUNTIME, bootstrap_services(RUNTIME, ["ingest"]), run_projectors=False)
+APP, CREDENTIALS, CLEANUP = app_at_collection("rapport-fuzz-", ["ingest"])
+WRITE_KEY = CREDENTIALS["write_key"]
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(tag="ingest")
 pytestmark = pytest.mark.serial  # under xdist a failing operation passed (tests/conftest.py)
 
@@ -29,8 +18,7 @@ pytestmark = pytest.mark.serial  # under xdist a failing operation passed (tests
 @pytest.fixture(scope="module", autouse=True)
 def _cleanup():
     yield
-    RUNTIME.close()
-    shutil.rmtree(DATA_DIR.parent, ignore_errors=True)
+    CLEANUP()
 
 
 @schema.parametrize()
