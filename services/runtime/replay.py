@@ -12,9 +12,11 @@ The live projection keeps serving and consuming while its copy is rebuilt:
   projection, counts differing rows, replaces the live rows (DELETE + INSERT ... SELECT),
   and commits. Readers see the old rows until the commit (MVCC; SQLite's WAL snapshot).
 
-`rebuild_all` rebuilds several projections: on PostgreSQL each in a process of its own, at
-the same time (they share no table; one Python process uses one core), on SQLite one after
-the other (one writer: processes would only queue for it).
+`rebuild_all` rebuilds several projections each in a process of its own, at the same time:
+they share no table (on SQLite each copy is a file of its own, so they don't queue for one
+writer; only the swaps take the live file's lock, one after the other), and one Python
+process uses one core. Starting the processes costs about a second each, which a replay of a
+few thousand events notices and a long one doesn't (docs: README, "Replay").
 """
 from __future__ import annotations
 
@@ -176,9 +178,9 @@ NamedProgress = Callable[[str, int, int], None]  # (projection, records applied,
 
 def rebuild_all(runtime, names: Sequence[str], *, swap: bool = True,
                 progress: NamedProgress | None = None) -> list[Report]:
-    """Rebuild the projections `names` (see the module's note), in that order on SQLite. A
+    """Rebuild the projections `names` (see the module's note); reports in that order. A
     projection that aborts raises once the others have finished (each swaps on its own)."""
-    if runtime.engine.dialect.name == "sqlite" or len(names) < 2:
+    if len(names) < 2:
         handlers = replayable(runtime)
         return [rebuild(runtime, handlers[name], swap=swap, progress=_for(progress, name)) for name in names]
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no engine or thread forked
