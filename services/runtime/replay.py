@@ -308,6 +308,10 @@ def _copy(conn: Connection, names: Sequence[str], *, source, target) -> None:
 
 
 def _differences(conn: Connection, scratch: Scratch, name: str, volatile) -> tuple[int, int]:
+    """(rows only live, rows only rebuilt), compared on every column but `volatile` ones and
+    a surrogate key. Where the compared columns hold the primary key, no row repeats in
+    either table, so the second count follows from the first and the two sizes (an EXCEPT
+    sorts a whole table: a tenth of a replay's time was these counts)."""
     columns = _columns(_live(name), volatile)
     live, copy = _live(name), scratch.table(name)
     as_rows = (lambda t: select(*[t.c[c] for c in columns]))
@@ -315,7 +319,11 @@ def _differences(conn: Connection, scratch: Scratch, name: str, volatile) -> tup
     def count_except(a, b) -> int:
         return conn.execute(select(func.count()).select_from(as_rows(a).except_(as_rows(b)).subquery())).scalar()
 
-    return count_except(live, copy), count_except(copy, live)
+    only_live = count_except(live, copy)
+    if not {c.name for c in live.primary_key.columns} <= set(columns):
+        return only_live, count_except(copy, live)
+    size = (lambda t: conn.execute(select(func.count()).select_from(t)).scalar())
+    return only_live, size(copy) - (size(live) - only_live)
 
 
 def replayable(runtime) -> dict[str, Handler]:

@@ -83,11 +83,15 @@ def test_replay_repairs_a_damaged_projection(settings):
         feed(pipeline)
         before = snapshot(runtime.engine)
         with writing(runtime.engine) as session:
-            session.execute(delete(ProfileTrait).where(ProfileTrait.name == "plan"))
+            session.execute(delete(ProfileTrait).where(ProfileTrait.name == "plan"))  # 12 only rebuilt
+            email = session.scalars(select(ProfileTrait).where(ProfileTrait.name == "email").limit(1)).one()
+            session.add(ProfileTrait(profile_id=email.profile_id, name="invented", value=1, at=email.at,
+                                     message_id="m", source=None))  # one only live
+            email.value = "wrong@example.com"  # one only live, one only rebuilt
         handler = replayable(runtime)["profile"]
 
         checked = rebuild(runtime, handler, swap=False)
-        assert checked.differences["profile_traits"] == (0, len(USERS)) and not checked.swapped
+        assert checked.differences["profile_traits"] == (2, len(USERS) + 1) and not checked.swapped
         assert snapshot(runtime.engine) != before
 
         assert not rebuild(runtime, handler).equal
