@@ -23,17 +23,17 @@ is skipped: the person it was about is gone.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
 import threading
 import time
-from binascii import b2a_base64
+from binascii import a2b_base64, b2a_base64
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -211,13 +211,19 @@ def is_sealed(value: bytes) -> bool:
     return value.startswith(SEALED)
 
 
+def _header(value: bytes) -> dict:
+    """A sealed value's JSON, which `seal` writes with no number but "sealed":1, so orjson
+    reads it exactly (jsoncodec's check for long integers scanned the whole value again)."""
+    return orjson.loads(value)
+
+
 def kids_of(value: bytes) -> list[str]:
-    return jsoncodec.loads(value)["kids"] if is_sealed(value) else []
+    return _header(value)["kids"] if is_sealed(value) else []
 
 
 def unseal(value: bytes, keys: dict[str, bytes | None]) -> bytes | None:
     """The plaintext of a sealed value, or None when a key is destroyed or the data is forged."""
-    return _opened(value, jsoncodec.loads(value) if is_sealed(value) else None, keys)
+    return _opened(value, _header(value) if is_sealed(value) else None, keys)
 
 
 def _opened(value: bytes, header: dict | None, keys: dict[str, bytes | None]) -> bytes | None:
@@ -228,7 +234,7 @@ def _opened(value: bytes, header: dict | None, keys: dict[str, bytes | None]) ->
         return None
     try:
         return _cipher(data_key([keys[k] for k in header["kids"]])).decrypt(
-            base64.b64decode(header["nonce"]), base64.b64decode(header["data"]),
+            a2b_base64(header["nonce"]), a2b_base64(header["data"]),
             ",".join(header["kids"]).encode())
     except Exception:  # noqa: BLE001 - InvalidTag: sealed under a key that is not this one
         return None
@@ -239,7 +245,7 @@ def _opened(value: bytes, header: dict | None, keys: dict[str, bytes | None]) ->
 def open_values(keystore: KeyStore, values: Sequence[bytes]) -> list[bytes | None]:
     """Each value opened (clear ones as they are), None where it can't be: one read of the
     keys for them all, each header parsed once."""
-    headers = [jsoncodec.loads(v) if is_sealed(v) else None for v in values]
+    headers = [_header(v) if is_sealed(v) else None for v in values]
     kids = {kid for header in headers if header is not None for kid in header["kids"]}
     keys = keystore.opening_keys(kids) if kids else {}
     return [_opened(value, header, keys) for value, header in zip(values, headers)]
