@@ -181,11 +181,10 @@ class Background:
 
 def background_batch(rng, size: int) -> list[dict]:
     """Calls from a large population (mostly known people, so little merging in the background)."""
-    now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-    calls = []
+    now, calls = datetime.now(timezone.utc), []
     for _ in range(size):
-        kind, body = segment_call(rng.randrange(10**6), rng.randrange(100_000), rng)
-        calls.append({**body, "type": kind, "timestamp": now})
+        kind, body = segment_call(rng.randrange(10**6), rng.randrange(100_000), rng, now)
+        calls.append({**body, "type": kind})
     return calls
 
 

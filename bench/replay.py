@@ -49,7 +49,7 @@ from services.runtime.settings import Settings  # noqa: E402
 from services.runtime.tables import ConsumerOffset  # noqa: E402
 from services.segments.definitions import SegmentIn, save  # noqa: E402
 
-T0 = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+SPREAD = timedelta(hours=6)  # the events' timestamps lie within this, at most a second apart
 REPLAYED_TOPICS = (topics.EVENTS_RAW, topics.EVENTS_RESOLVED, topics.PROFILES_CHANGED)
 SEGMENTS = [("pro", 'traits.plan = "pro"'), ("de", 'traits.country = "DE"'),
             ("pro-outside-de", 'traits.plan = "pro" and not traits.country = "DE"')]
@@ -60,10 +60,18 @@ PRODUCTS = [("sku-1042", "Trail Runner 2", 89.90), ("sku-2210", "Merino Base Lay
 
 # --- events -------------------------------------------------------------------
 
-def segment_call(i: int, person: int, rng: random.Random) -> tuple[str, dict]:
-    """What an SDK sends for the i-th event: a quarter of people never log in (anonymousId only)."""
+def first_timestamp() -> datetime:
+    """2026-01-05, at six hours of the day after now: no event's time of day comes round while
+    the bench runs, so a `days_since_last_order` never moves on with the day between the live
+    computation and the rebuilt one (the replay then reported those profiles as differing)."""
+    later = datetime.now(timezone.utc) + timedelta(hours=6)
+    return datetime(2026, 1, 5, later.hour, later.minute, tzinfo=timezone.utc)
+
+
+def segment_call(i: int, person: int, rng: random.Random, at: datetime) -> tuple[str, dict]:
+    """What an SDK sends for the i-th event, at `at`: a quarter of people never log in (anonymousId only)."""
     ids = {"anonymousId": str(uuid.UUID(int=person + 1)), "messageId": str(uuid.UUID(int=rng.getrandbits(128))),
-           "timestamp": (T0 + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+           "timestamp": at.isoformat().replace("+00:00", "Z"),
            "context": {"library": {"name": "analytics.js", "version": "next-1.70.0"}, "locale": "en-GB",
                        "ip": f"203.0.113.{person % 250 + 1}", "page": {"path": rng.choice(PAGES)}}}
     known = person % 4 != 0
@@ -86,11 +94,12 @@ def segment_call(i: int, person: int, rng: random.Random) -> tuple[str, dict]:
 
 def raw_events(count: int, people: int, seed: int) -> list[dict]:
     """The events as ingest puts them on events.raw (canonical form plus `normalised`)."""
-    rng = random.Random(seed)
+    rng, start, step = random.Random(seed), first_timestamp(), min(timedelta(seconds=1), SPREAD / max(count, 1))
     events = []
     for i in range(count):
-        kind, body = segment_call(i, rng.randrange(people), rng)
-        event = canonical(kind, body, "src-bench", T0 + timedelta(seconds=i, milliseconds=40))
+        at = start + i * step
+        kind, body = segment_call(i, rng.randrange(people), rng, at)
+        event = canonical(kind, body, "src-bench", at + timedelta(milliseconds=40))
         if identifiers := normalised_identifiers(event):
             event["normalised"] = identifiers
         events.append(event)
