@@ -2,13 +2,16 @@
 (invariant 5), and swaps them in while the live pipeline keeps running."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from sqlalchemy import delete, select
 
 from services.runtime.db import Base, writing
 from services.runtime.replay import PROJECTIONS, rebuild, rebuild_all, replayable
 from services.segments.tables import SegmentProfile
 from services.profile.tables import Profile, ProfileTrait
-from tests.support import RunningPipeline, wait_until
+from tests.support import RunningPipeline, settings_env, wait_until
 
 USERS = [f"user-{i}" for i in range(12)]
 
@@ -75,6 +78,21 @@ def test_replaying_every_projection_gives_the_live_tables(settings):
                                     ).status_code == 200
         wait_until(lambda: len(snapshot(runtime.engine)["segment_members"]) == len(before["segment_members"]) + 1,
                    60, "the late profile to join the segment")
+
+
+def test_the_cli_replays_every_projection_and_says_each_equals_the_live_one(settings):
+    """`rapport replay all` in a process of its own, as an operator runs it beside the live
+    pipeline: a process a projection, each reported, the tables unchanged."""
+    with RunningPipeline(settings) as pipeline:
+        feed(pipeline)
+        before = snapshot(pipeline.runtime.engine)
+        done = subprocess.run([sys.executable, "-m", "services.cli", "replay", "all"], capture_output=True,
+                              text=True, timeout=240, env={**settings_env(settings), "PYTHONPATH": ".", "COLUMNS": "200"})
+        assert done.returncode == 0, done.stdout + done.stderr
+        reports = [line for line in done.stdout.splitlines() if "records replayed" in line]
+        assert [line.split(":")[0] for line in reports] == ["identity", "profile", "segments"]
+        assert all("swapped in; rebuilt tables equal the live ones" in line for line in reports), done.stdout
+        assert snapshot(pipeline.runtime.engine) == before
 
 
 def test_replay_repairs_a_damaged_projection(settings):
