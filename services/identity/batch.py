@@ -28,7 +28,7 @@ from services.identity.domain.resolution import Evidence, Graph, groups_of
 from services.identity.store import (GraphStore, component_of, event_row, evidence_key, links_of,
                                      resolved_event)
 from services.identity.tables import IdentityComponent, IdentityEvent, IdentityLink, IdentityProfile
-from services.runtime.db import each_in, insert_new_rows, insert_rows, update_each
+from services.runtime.db import core_rows, each_in, insert_new_rows, insert_rows, update_each
 from services.runtime.projector import Output, RetryBatch
 
 Item = tuple[dict, Evidence, tuple[str, int, int]]  # (event, its evidence, its position in the log)
@@ -240,14 +240,15 @@ class BatchResolver:
             if not todo:
                 break
             for condition in each_in(self.session, IdentityComponent.component, todo):  # sorted
-                for component, last_key in self.session.execute(
-                        select(IdentityComponent.component, IdentityComponent.last_key).where(condition)
+                for component, last_key in core_rows(
+                        self.session, select(IdentityComponent.component, IdentityComponent.last_key).where(condition)
                         .order_by(IdentityComponent.component).with_for_update()):
                     locked[component] = Component(last_key)
         for condition in each_in(self.session, IdentityLink.component, set(links.values())):
-            for t, v, profile_id, component, shared, first_at in self.session.execute(
-                    select(IdentityLink.type, IdentityLink.value, IdentityLink.profile_id,
-                           IdentityLink.component, IdentityLink.shared, IdentityLink.first_at).where(condition)):
+            for t, v, profile_id, component, shared, first_at in core_rows(
+                    self.session, select(IdentityLink.type, IdentityLink.value, IdentityLink.profile_id,
+                                         IdentityLink.component, IdentityLink.shared, IdentityLink.first_at)
+                    .where(condition)):
                 held, identifier = locked[component], Identifier(t, v)
                 held.owners[identifier] = profile_id
                 if shared:

@@ -21,7 +21,7 @@ from services.identity.tables import (IdentityComponent, IdentityCorrection, Ide
                                       IdentityRules, IdentitySplit)
 from services.runtime import topics
 from services.runtime.clock import now
-from services.runtime.db import in_chunks, insert_new, pairs_in, upsert
+from services.runtime.db import core_rows, in_chunks, insert_new, pairs_in, upsert
 from services.runtime.log import Log, Message
 from services.runtime.projector import Output
 
@@ -107,8 +107,8 @@ def links_of(session: Session, identifiers) -> dict[Identifier, str]:
     """The component of each identifier that is linked."""
     links: dict[Identifier, str] = {}
     for keys in in_chunks({(i.type, i.value) for i in identifiers}):
-        rows = session.execute(select(IdentityLink.type, IdentityLink.value, IdentityLink.component)
-                               .where(pairs_in(session, IdentityLink.type, IdentityLink.value, keys)))
+        rows = core_rows(session, select(IdentityLink.type, IdentityLink.value, IdentityLink.component)
+                         .where(pairs_in(session, IdentityLink.type, IdentityLink.value, keys)))
         links.update({Identifier(t, v): c for t, v, c in rows})
     return links
 
