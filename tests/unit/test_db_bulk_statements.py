@@ -161,3 +161,16 @@ def test_rows_without_bytes_are_stored_as_an_executemany_stores_them_from_one_pa
     with engine.connect() as conn:
         assert stored(conn, TEXTUAL) == stored(conn, TEXTUAL_PLAIN)
         assert len(stored(conn, TEXTUAL)) == 300
+
+
+def test_core_rows_reads_what_the_session_holds_unflushed(tmp_path):
+    from services.identity.tables import IdentityLink
+    from services.runtime.db import Base, core_rows
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'orm.db'}")
+    Base.metadata.create_all(engine, tables=[IdentityLink.__table__])
+    with Session(engine) as session, session.begin():
+        session.add(IdentityLink(type="email", value="a@x.io", profile_id="p", first_message_id="m", component="c"))
+        rows = core_rows(session, select(IdentityLink.type, IdentityLink.value, IdentityLink.shared)).all()
+    assert [tuple(r) for r in rows] == [("email", "a@x.io", False)]  # flushed first, as Session.execute does
+    engine.dispose()
