@@ -213,7 +213,7 @@ def reading(engine: Engine) -> Iterator[Session]:
 def core_rows(session: Session, statement: Any) -> Any:
     """The rows of a select of columns as plain tuples: pending ORM objects flushed first, as
     `Session.execute` does, but not each row through the ORM's loading (in identity's reads
-    of a batch's links that was a sixth of the handler's time)."""
+    of a batch's links, ~6% of the handler's py-spy samples on SQLite)."""
     session.flush()
     return session.connection().execute(statement)
 
