@@ -2,15 +2,13 @@
 (invariant 5), and swaps them in while the live pipeline keeps running."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from sqlalchemy import delete, select
 
 from services.runtime.db import Base, writing
 from services.runtime.replay import PROJECTIONS, rebuild, rebuild_all, replayable
 from services.segments.tables import SegmentProfile
 from services.profile.tables import Profile, ProfileTrait
+from tests.e2e.processes import run
 from tests.support import RunningPipeline, settings_env, wait_until
 
 USERS = [f"user-{i}" for i in range(12)]
@@ -86,12 +84,10 @@ def test_the_cli_replays_every_projection_and_says_each_equals_the_live_one(sett
     with RunningPipeline(settings) as pipeline:
         feed(pipeline)
         before = snapshot(pipeline.runtime.engine)
-        done = subprocess.run([sys.executable, "-m", "services.cli", "replay", "all"], capture_output=True,
-                              text=True, timeout=240, env={**settings_env(settings), "PYTHONPATH": ".", "COLUMNS": "200"})
-        assert done.returncode == 0, done.stdout + done.stderr
-        reports = [line for line in done.stdout.splitlines() if "records replayed" in line]
+        shown = run(["replay", "all"], {**settings_env(settings), "PYTHONPATH": ".", "COLUMNS": "200"})  # exits 0
+        reports = [line for line in shown.splitlines() if "records replayed" in line]
         assert [line.split(":")[0] for line in reports] == ["identity", "profile", "segments"]
-        assert all("swapped in; rebuilt tables equal the live ones" in line for line in reports), done.stdout
+        assert all("swapped in; rebuilt tables equal the live ones" in line for line in reports), shown
         assert snapshot(pipeline.runtime.engine) == before
 
 
