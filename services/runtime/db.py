@@ -19,7 +19,7 @@ from typing import Any
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, DateTime, LargeBinary, MetaData, Text, and_, any_, bindparam, cast, column, create_engine, event,
+from sqlalchemy import (JSON, DateTime, LargeBinary, MetaData, Text, and_, bindparam, cast, column, create_engine, event,
                         exc, false, func, literal_column, or_, select, true, tuple_, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -229,13 +229,22 @@ def in_chunks(values: Iterable, size: int = IN_LIST) -> list[list]:
 
 def each_in(session: Session, column: Any, values: Iterable) -> Iterator[Any]:
     """`column IN values` as conditions to query in turn, in sorted order (lock order): on
-    PostgreSQL one `column = ANY(:array)`, one parameter, so SQLAlchemy expands no list and
-    psycopg parses the statement once (it parses statements of over 50 parameters every
-    time); on SQLite IN lists short enough for its parameter limit."""
+    PostgreSQL one `column IN (SELECT unnest(:array))`, one parameter, so SQLAlchemy expands
+    no list and psycopg parses the statement once (it parses statements of over 50
+    parameters every time); on SQLite IN lists short enough for its parameter limit.
+    Not `column = ANY(:array)`: once psycopg prepares the statement, PostgreSQL's generic
+    plan of a table it scans (small, or not analysed yet, as after a replay) compares each
+    row with every element in turn: 28 ms for 2,000 rows and 500 ids, against under 1 ms
+    for the semi-join, which hashes the ids or probes the index with each."""
     if session.get_bind().dialect.name != "postgresql":
         yield from (column.in_(chunk) for chunk in in_chunks(values))
     elif ordered := sorted(values):
-        yield column == any_(bindparam(None, ordered, type_=postgresql.ARRAY(column.type)))
+        yield in_array(column, ordered)
+
+
+def in_array(column: Any, values: list) -> Any:
+    """PostgreSQL: `column IN (SELECT unnest(:array))`, the values as one array parameter."""
+    return column.in_(select(_unnested(values, column.type)))
 
 
 def pairs_in(session: Session, first: Any, second: Any, pairs: Iterable[tuple]) -> Any:

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, func, literal_column, select, text
+from sqlalchemy import ColumnElement, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from services.runtime.background import BackgroundLoop
 from services.runtime.bootstrap import Runtime
-from services.runtime.db import reading, writing
+from services.runtime.db import in_array, reading, writing
 from services.runtime.log import Log, publish_all
 from services.runtime.projector import Output
 from services.segments.domain.predicate import Predicate, compile_condition
@@ -127,8 +127,7 @@ class SegmentBackfill(BackgroundLoop):
             return done, False
         written = list(session.scalars(select(SegmentProfile.profile_id).where(written_since(segment.backfill_since))))
         if written:  # updated since the save: maybe moved behind the pass
-            self._apply(session, segment, predicates, SegmentProfile.profile_id == any_(
-                bindparam("written", written, type_=ARRAY(String))), publish)
+            self._apply(session, segment, predicates, in_array(SegmentProfile.profile_id, written), publish)
         return done, True
 
     def _id_range(self, session: Session, segment: Segment, predicates: dict, publish: Publish) -> tuple[int, bool]:
