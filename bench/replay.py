@@ -11,8 +11,8 @@ events.resolved and profiles.changed hold what the pipeline made of them. Then, 
 (a) baseline: a fresh consumer reads every record of events.raw, events.resolved and
     profiles.changed (the replayed topics) from the log;
 (b) every projection rebuilt and swapped in by the function behind `rapport replay all`
-    (services/runtime/replay.py `rebuild_all`: at once, a process each, on both backends;
-    starting a process costs about a second, which a short run notices), live projectors stopped.
+    (services/runtime/replay.py `rebuild_all`: at once, a process each, on both backends,
+    forked from a server that imported the services once), live projectors stopped.
 Prints events/s of both (N input events over the seconds), the ratio, and a linear
 extrapolation to 1M events. Asserts nothing.
 """

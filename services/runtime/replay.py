@@ -15,17 +15,17 @@ The live projection keeps serving and consuming while its copy is rebuilt:
 `rebuild_all` rebuilds several projections each in a process of its own, at the same time:
 they share no table (on SQLite each copy is a file of its own, so they don't queue for one
 writer; only the swaps take the live file's lock, one after the other), and one Python
-process uses one core. Starting the processes costs about a second each, which a replay of a
-few thousand events notices and a long one doesn't (docs: README, "Replay").
+process uses one core. The processes are forked from a server process that has imported the
+services once (multiprocessing's forkserver, where the platform has it): each spawned afresh
+imported them itself, 1-2 s of CPU a process, as long as a replay of ten thousand events.
 """
 from __future__ import annotations
 
 import multiprocessing
-import queue
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,40 +183,60 @@ def rebuild_all(runtime, names: Sequence[str], *, swap: bool = True,
     if len(names) < 2:
         handlers = replayable(runtime)
         return [rebuild(runtime, handlers[name], swap=swap, progress=_for(progress, name)) for name in names]
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no engine or thread forked
-    with context.Manager() as manager, ProcessPoolExecutor(len(names), mp_context=context) as pool:
-        updates = manager.Queue()
-        futures = [pool.submit(_rebuild_in_process, runtime.settings, name, swap, updates) for name in names]
+    context = _workers_context()
+    updates = context.SimpleQueue()  # handed to each worker as it starts (a queue can't go with a task)
+    with ProcessPoolExecutor(len(names), mp_context=context, initializer=_receive_updates,
+                             initargs=(updates,)) as pool:
+        futures = [pool.submit(_rebuild_in_process, runtime.settings, name, swap) for name in names]
         while not all(f.done() for f in futures):
-            _relay(updates, progress, wait_s=0.1)
-        _relay(updates, progress, wait_s=0)
-        return [f.result() for f in futures]
+            wait(futures, timeout=0.1)
+            _relay(updates, progress)
+        _relay(updates, progress)  # a put returns once written, so every one came before its result
+    return [f.result() for f in futures]
+
+
+def _workers_context():
+    """Workers forked from a server process that imported what they need before any engine or
+    thread existed (so forking it is safe, unlike forking this process); where the platform
+    has no fork server, each worker is a fresh interpreter."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    from services.runtime.runner import SERVICE_NAMES
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", "services.runtime.bootstrap", "services.runtime.runner",
+                                    *(f"services.{name}.main" for name in SERVICE_NAMES)])
+    return context
+
+
+_updates = None  # in a worker: the queue its progress goes to
+
+
+def _receive_updates(updates) -> None:
+    global _updates
+    _updates = updates
 
 
 def _for(progress: NamedProgress | None, name: str) -> Progress | None:
     return (lambda done, total: progress(name, done, total)) if progress else None
 
 
-def _relay(updates, progress: NamedProgress | None, wait_s: float) -> None:
-    """Pass the workers' progress on to `progress`, waiting up to `wait_s` for the first."""
-    try:
-        message = updates.get(timeout=wait_s) if wait_s else updates.get_nowait()
-        while True:
-            if progress:
-                progress(*message)
-            message = updates.get_nowait()
-    except queue.Empty:
-        pass
+def _relay(updates, progress: NamedProgress | None) -> None:
+    """Pass the workers' progress so far on to `progress`."""
+    while not updates.empty():
+        message = updates.get()
+        if progress:
+            progress(*message)
 
 
-def _rebuild_in_process(settings, name: str, swap: bool, updates) -> Report:
+def _rebuild_in_process(settings, name: str, swap: bool) -> Report:
     from services.runtime.bootstrap import bootstrap_runtime, tune_gc
 
     runtime = bootstrap_runtime(settings)
     try:
         handler = replayable(runtime)[name]
         tune_gc()
-        return rebuild(runtime, handler, swap=swap, progress=lambda done, total: updates.put((name, done, total)))
+        return rebuild(runtime, handler, swap=swap, progress=lambda done, total: _updates.put((name, done, total)))
     finally:
         runtime.close()
 
@@ -328,7 +348,7 @@ def _differences(conn: Connection, scratch: Scratch, name: str, volatile) -> tup
 
 def replayable(runtime) -> dict[str, Handler]:
     """The handlers of every projection replay knows, by consumer name."""
-    from services.runtime.runner import bootstrap_services
+    from services.runtime.runner import bootstrap_services  # it imports every service
 
     return {s.projector.handler.name: s.projector.handler for s in bootstrap_services(runtime)
             if s.projector is not None and s.projector.handler.name in PROJECTIONS}
