@@ -29,8 +29,8 @@ from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import (Connection, Engine, MetaData, Table, create_engine, delete, event, func, insert,
-                        select, text, update)
+from sqlalchemy import (ColumnElement, Connection, Engine, MetaData, Table, create_engine, delete, event,
+                        exists, func, insert, select, text, update)
 from sqlalchemy.engine import make_url
 
 from services.runtime.db import Base, make_engine
@@ -248,13 +248,16 @@ def _swap(conn: Connection, scratch: Scratch, projection: Projection, replayer: 
     changed = [t for t in projection.inputs if any(_differences(conn, scratch, t, ()))]
     if changed:
         raise ReplayAborted(f"{', '.join(changed)} changed during the replay; run it again")
-    differences = {t: _differences(conn, scratch, t, projection.uncompared(t)) for t in projection.tables}
+    keyed = [t for t in projection.tables if _keyed_whole_rows(t, projection.uncompared(t))]
+    replaced = [t for t in projection.tables if t not in keyed]
+    differences = {t: _merged(conn, scratch, t, write=swap) if t in keyed
+                   else _differences(conn, scratch, t, projection.uncompared(t)) for t in projection.tables}
     if swap:
         floors = {t: conn.execute(select(func.max(_live(t).c[c]))).scalar() or 0
                   for t, c in projection.monotonic.items()}
-        for name in projection.tables:
+        for name in replaced:
             conn.execute(delete(_live(name)))
-        _copy(conn, projection.tables, source=scratch.table, target=_live)
+        _copy(conn, replaced, source=scratch.table, target=_live)
         for name, column in projection.monotonic.items():
             live = _live(name)
             conn.execute(update(live).values({column: live.c[column] + floors[name]}))
@@ -325,6 +328,33 @@ def _copy(conn: Connection, names: Sequence[str], *, source, target) -> None:
         src, dst = source(name), target(name)
         conn.execute(delete(dst))
         conn.execute(insert(dst).from_select(columns, select(*[src.c[c] for c in columns])))
+
+
+def _keyed_whole_rows(name: str, uncompared: Sequence[str]) -> bool:
+    """Whether the table's rows are compared on every column, its primary key among them."""
+    return not uncompared and not _generated(_live(name))
+
+
+def _merged(conn: Connection, scratch: Scratch, name: str, *, write: bool) -> tuple[int, int]:
+    """(rows only live, rows only rebuilt) of a table compared on every column; with `write`,
+    the live table made equal to the copy by deleting the first and inserting the second,
+    rows in both left alone. Replacing every row instead (DELETE, INSERT ... SELECT) took half
+    of a swap's time, with the live projector paused, to write back what was there already."""
+    live, copy = _live(name), scratch.table(name).alias("rebuilt")  # the same name: told apart
+
+    def has_identical(row: Table, other: Table) -> ColumnElement:
+        keys = [other.c[c.name] == row.c[c.name] for c in live.primary_key.columns]  # by the index
+        return exists().where(*keys, *(other.c[c].is_not_distinct_from(row.c[c]) for c in _columns(live)))
+
+    if not write:
+        count = (lambda t, where: conn.execute(select(func.count()).select_from(t).where(where)).scalar())
+        return count(live, ~has_identical(live, copy)), count(copy, ~has_identical(copy, live))
+    only_live = conn.execute(delete(live).where(~has_identical(live, copy))).rowcount
+    new = ~exists().where(*(live.c[c.name] == copy.c[c.name] for c in live.primary_key.columns))
+    columns = _columns(live)  # a row left live has its identical copy: copies of other keys are new
+    only_rebuilt = conn.execute(insert(live).from_select(columns, select(*[copy.c[c] for c in columns]).where(new)),
+                                execution_options={"preserve_rowcount": True})  # else -1 on PostgreSQL
+    return only_live, only_rebuilt.rowcount
 
 
 def _differences(conn: Connection, scratch: Scratch, name: str, volatile) -> tuple[int, int]:
