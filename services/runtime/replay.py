@@ -249,9 +249,9 @@ def _swap(conn: Connection, scratch: Scratch, projection: Projection, replayer: 
     changed = [t for t in projection.inputs if any(_differences(conn, scratch, t, ()))]
     if changed:
         raise ReplayAborted(f"{', '.join(changed)} changed during the replay; run it again")
-    keyed = [t for t in projection.tables if _keyed_whole_rows(t, projection.uncompared(t))]
+    keyed = [t for t in projection.tables if t not in projection.monotonic and not _generated(_live(t))]
     replaced = [t for t in projection.tables if t not in keyed]
-    differences = {t: _merged(conn, scratch, t, write=swap) if t in keyed
+    differences = {t: _merged(conn, scratch, t, projection.uncompared(t), write=swap) if t in keyed
                    else _differences(conn, scratch, t, projection.uncompared(t)) for t in projection.tables}
     if swap:
         floors = {t: conn.execute(select(func.max(_live(t).c[c]))).scalar() or 0
@@ -331,21 +331,20 @@ def _copy(conn: Connection, names: Sequence[str], *, source, target) -> None:
         conn.execute(insert(dst).from_select(columns, select(*[src.c[c] for c in columns])))
 
 
-def _keyed_whole_rows(name: str, uncompared: Sequence[str]) -> bool:
-    """Whether the table's rows are compared on every column, its primary key among them."""
-    return not uncompared and not _generated(_live(name))
-
-
-def _merged(conn: Connection, scratch: Scratch, name: str, *, write: bool) -> tuple[int, int]:
-    """(rows only live, rows only rebuilt) of a table compared on every column; with `write`,
-    the live table made equal to the copy by deleting the first and inserting the second,
-    rows in both left alone. Replacing every row instead (DELETE, INSERT ... SELECT) took half
-    of a swap's time, with the live projector paused, to write back what was there already."""
+def _merged(conn: Connection, scratch: Scratch, name: str, volatile: Sequence[str], *,
+            write: bool) -> tuple[int, int]:
+    """(rows only live, rows only rebuilt) of a table keyed by natural columns, compared on
+    all but `volatile` ones; with `write`, the live table made equal to the copy by deleting
+    the first and inserting the second. Rows in both are left alone, `volatile` values too (a
+    member stays a member since when it entered, not since the replay). Replacing every row
+    instead (DELETE, INSERT ... SELECT) took half of a swap's time, with the live projector
+    paused, to write back what was there already."""
     live, copy = _live(name), scratch.table(name).alias("rebuilt")  # the same name: told apart
 
     def has_identical(row: Table, other: Table) -> ColumnElement:
         keys = [other.c[c.name] == row.c[c.name] for c in live.primary_key.columns]  # by the index
-        return exists().where(*keys, *(other.c[c].is_not_distinct_from(row.c[c]) for c in _columns(live)))
+        same = [other.c[c].is_not_distinct_from(row.c[c]) for c in _columns(live, volatile)]
+        return exists().where(*keys, *same)
 
     if not write:
         count = (lambda t, where: conn.execute(select(func.count()).select_from(t).where(where)).scalar())

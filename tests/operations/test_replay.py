@@ -6,7 +6,7 @@ from sqlalchemy import delete, select
 
 from services.runtime.db import Base, writing
 from services.runtime.replay import PROJECTIONS, rebuild, rebuild_all, replayable
-from services.segments.tables import SegmentProfile
+from services.segments.tables import SegmentMember, SegmentProfile
 from services.profile.tables import Profile, ProfileTrait
 from tests.e2e.processes import run
 from tests.support import RunningPipeline, settings_env, wait_until
@@ -123,3 +123,26 @@ def test_replay_applies_the_log_in_its_own_larger_batches(settings):
         handler.apply = lambda session, batch: sizes.append(len(batch)) or apply(session, batch)
         assert rebuild(pipeline.runtime, handler).equal
         assert sum(sizes) == 2 * len(USERS) and max(sizes) > settings.batch_size
+
+
+def test_a_member_keeps_the_time_it_entered_across_a_replay(settings):
+    """entered_at is when the live projector applied the entry, which a replay can't know:
+    a membership the replay finds right stays as it is; one it has to add enters now."""
+    with RunningPipeline(settings) as pipeline:
+        feed(pipeline)
+        engine = pipeline.runtime.engine
+        entered = (lambda: dict(_rows(engine, select(SegmentMember.profile_id, SegmentMember.entered_at))))
+        before = entered()
+        lost = sorted(before)[0]
+        with writing(engine) as session:
+            session.execute(delete(SegmentMember).where(SegmentMember.profile_id == lost))
+        report = rebuild(pipeline.runtime, replayable(pipeline.runtime)["segments"])
+        after = entered()
+    assert report.differences["segment_members"] == (0, 1)
+    assert {p: at for p, at in after.items() if p != lost} == {p: at for p, at in before.items() if p != lost}
+    assert after[lost] > before[lost]  # put back by the replay, entering at its time
+
+
+def _rows(engine, statement) -> list:
+    with engine.connect() as conn:
+        return conn.execute(statement).all()
