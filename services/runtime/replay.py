@@ -10,8 +10,9 @@ The live projection keeps serving and consuming while its copy is rebuilt:
 - the swap is one transaction: it locks the live consumer's offset rows (the live
   projector pauses), applies the last records so the copy is exactly as far as the live
   projection, counts differing rows, makes the live rows equal to the copy (deleting the
-  rows only live and inserting those only rebuilt; tables with columns not compared are
-  replaced whole), and commits. Readers see the old rows until the commit (MVCC; SQLite's WAL snapshot).
+  rows only live and inserting those only rebuilt; profiles, whose versions are raised, and
+  tables keyed by a surrogate id are replaced whole), and commits. Readers see the old rows
+  until the commit (MVCC; SQLite's WAL snapshot).
 
 `rebuild_all` rebuilds several projections each in a process of its own, at the same time:
 they share no table (on SQLite each copy is a file of its own, so they don't queue for one
