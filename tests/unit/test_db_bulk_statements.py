@@ -6,8 +6,8 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import (BigInteger, Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table, event, insert,
-                        select, text, update)
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table, event,
+                        insert, select, text, update)
 from sqlalchemy.orm import Session
 
 from services.runtime.db import (Json, UtcDateTime, each_in, insert_new_rows, insert_rows, make_engine, update_each,
