@@ -2,11 +2,12 @@
 (invariant 5), and swaps them in while the live pipeline keeps running."""
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+import pytest
+from sqlalchemy import delete, select, update
 
 from services.runtime.db import Base, writing
-from services.runtime.replay import PROJECTIONS, rebuild, rebuild_all, replayable
-from services.segments.tables import SegmentMember, SegmentProfile
+from services.runtime.replay import PROJECTIONS, ReplayAborted, rebuild, rebuild_all, replayable
+from services.segments.tables import Segment, SegmentMember, SegmentProfile
 from services.profile.tables import Profile, ProfileTrait
 from tests.e2e.processes import run
 from tests.support import RunningPipeline, settings_env, wait_until
@@ -146,3 +147,23 @@ def test_a_member_keeps_the_time_it_entered_across_a_replay(settings):
 def _rows(engine, statement) -> list:
     with engine.connect() as conn:
         return conn.execute(statement).all()
+
+
+def test_a_definition_changed_during_the_replay_aborts_its_swap(settings):
+    """Inputs (here segment definitions) are copied in at the start; one edited before the
+    swap would leave the copy built on what is no longer true: nothing is swapped."""
+    with RunningPipeline(settings) as pipeline:
+        feed(pipeline)
+        runtime = pipeline.runtime
+        before = snapshot(runtime.engine)
+        handler = replayable(runtime)["segments"]
+        apply = handler.apply
+
+        def apply_and_edit(session, batch):
+            with writing(runtime.engine) as live:
+                live.execute(update(Segment).where(Segment.key == "pro").values(name="Pro, renamed"))
+            return apply(session, batch)
+        handler.apply = apply_and_edit
+        with pytest.raises(ReplayAborted, match="segments changed during the replay"):
+            rebuild(runtime, handler)
+        assert snapshot(runtime.engine) == before
