@@ -8,9 +8,10 @@
     default when `wrk` is installed) or by --threads httpx threads in this process
     (--client httpx). Each request answers only once the event is durable;
 (c) the same server, POST /v1/batch with 100 events a request, --threads connections;
-(d) with --kafka (or a Tansu broker found): a bare kafka-python producer (acks=all)
-    sends the events to the broker, then `rapport up` on that broker takes the same
-    events through POST /v1/batch, in the same run; the ratio (d2)/(d1) is printed.
+(d) with --kafka (or a Tansu broker found): a bare kafka-python producer (acks=all; the
+    brief's baseline) and a bare librdkafka producer (KafkaLog's client and settings) send
+    the events to the broker, then the server on that broker takes the same events through
+    POST /v1/batch, in the same run; the ratios (d2)/(d1) and (d2)/(d1b) are printed.
 
 Prints figures; asserts nothing about speed.
 
@@ -377,18 +378,31 @@ def bench_posts(name: str, path: str, bodies: list[bytes], per_body: int, warmup
 
 # --- (d) Kafka: a bare producer against ingest on the same broker ----------
 
-def bench_producer(events: list[dict], bootstrap: str, topic: str) -> Figures:
-    """The same events through a bare kafka-python producer, acks=all, as KafkaLog configures it."""
-    from kafka import KafkaProducer
+# The brief's baseline: kafka-python, tuned as KafkaLog's producer was before it moved to
+# librdkafka (acks=all, 2 ms linger, 512 KB batches, no compression, one request in flight).
+KAFKA_PYTHON_TUNING = {"acks": "all", "linger_ms": 2, "batch_size": 512 * 1024, "compression_type": None,
+                       "max_in_flight_requests_per_connection": 1}
+
+
+def create_topic(bootstrap: str, topic: str) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic(topic, 4, 1)])
     admin.close()
-    from services.runtime.log.kafka import PRODUCER_TUNING  # what KafkaLog uses: a like-for-like ratio
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_TUNING)
-    bodies = [(e["userId"].encode(), json.dumps(e, separators=(",", ":")).encode()) for e in events]
+
+def keyed_bodies(events: list[dict]) -> list[tuple[bytes, bytes]]:
+    return [(e["userId"].encode(), json.dumps(e, separators=(",", ":")).encode()) for e in events]
+
+
+def bench_producer(events: list[dict], bootstrap: str, topic: str) -> Figures:
+    """(d1) The same events through a bare kafka-python producer, acks=all."""
+    from kafka import KafkaProducer
+
+    create_topic(bootstrap, topic)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **KAFKA_PYTHON_TUNING)
+    bodies = keyed_bodies(events)
     started = time.perf_counter()
     futures = [producer.send(topic, key=key, value=value) for key, value in bodies]
     for future in futures:
@@ -396,6 +410,27 @@ def bench_producer(events: list[dict], bootstrap: str, topic: str) -> Figures:
     elapsed = time.perf_counter() - started
     producer.close()
     return Figures("(d1) bare kafka-python producer, acks=all", len(events), elapsed, [elapsed],
+                   "of the whole run")
+
+
+def bench_librdkafka(events: list[dict], bootstrap: str, topic: str) -> Figures:
+    """(d1b) The same events through a bare librdkafka producer with KafkaLog's settings."""
+    from confluent_kafka import Producer
+
+    from services.runtime.log.producer import producer_config
+
+    create_topic(bootstrap, topic)
+    producer, failed = Producer(producer_config([bootstrap], 30_000)), []
+    bodies = keyed_bodies(events)
+    started = time.perf_counter()
+    for key, value in bodies:
+        producer.produce(topic, value, key, on_delivery=lambda error, _m: error and failed.append(error))
+        producer.poll(0)
+    left = producer.flush(30)
+    elapsed = time.perf_counter() - started
+    if left or failed:
+        raise RuntimeError(f"bare librdkafka producer: {left} not sent, {len(failed)} failed: {failed[:3]}")
+    return Figures("(d1b) bare librdkafka producer, acks=all", len(events), elapsed, [elapsed],
                    "of the whole run")
 
 
@@ -428,6 +463,8 @@ def bench_kafka(events: list[dict], args, workdir: Path) -> list[Figures]:
             return []
         bare = bench_producer(events, bootstrap, f"bench{uuid.uuid4().hex[:6]}.bare")
         print(f"(d1) done: {bare.rate:.0f} events/s")
+        same_client = bench_librdkafka(events, bootstrap, f"bench{uuid.uuid4().hex[:6]}.bare")
+        print(f"(d1b) done: {same_client.rate:.0f} events/s")
         env = {"RAPPORT_LOG_BACKEND": "kafka", "RAPPORT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                "RAPPORT_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}."}
         with server_for("up" if args.server == "up" else "serve", workdir / "data-kafka", args, env) as server:
@@ -438,7 +475,7 @@ def bench_kafka(events: list[dict], args, workdir: Path) -> list[Figures]:
             else:
                 ingest = bench_batches(name, events, args.per_request, [], args.threads, server)
         print(f"(d2) done: {ingest.rate:.0f} events/s")
-        return [bare, ingest]
+        return [bare, same_client, ingest]
 
 
 _BODIES: list[bytes] = []
@@ -540,8 +577,11 @@ def main(argv: list[str] | None = None) -> int:
             if row.name.startswith("(c)"):
                 print(f"ratio {row.name[:3]}/(a) events/s: {row.rate / rows[0].rate:.3f} ({row.name[4:]})")
         if kafka:
-            print(f"ratio (d2)/(d1) events/s: {kafka[1].rate / kafka[0].rate:.3f} (ingest on Kafka reaches "
-                  f"{100 * kafka[1].rate / kafka[0].rate:.1f}% of the bare producer, same broker, same run)")
+            bare, same_client, ingest = kafka
+            print(f"ratio (d2)/(d1) events/s: {ingest.rate / bare.rate:.3f} (ingest on Kafka reaches "
+                  f"{100 * ingest.rate / bare.rate:.1f}% of the bare kafka-python producer, same broker, same run)")
+            print(f"ratio (d2)/(d1b) events/s: {ingest.rate / same_client.rate:.3f} (against a bare producer of "
+                  f"the client ingest uses, librdkafka)")
         if any(r.errors for r in rows):
             print(f"some HTTP requests failed (not counted); see {workdir / 'rapport-up.log'}")
     finally:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -73,6 +74,18 @@ class LogContract:
         assert TopicPartition(TOPIC, partition) in assigned
         assert [r.json() for r in records] == [6, 7, 8, 9]
 
+    def test_appends_from_many_threads_all_return_and_land_once(self, log):
+        """Each append waits for its own messages' acknowledgements while others are in flight."""
+        def appender(thread: int) -> int:
+            for batch in range(5):
+                log.append(TOPIC, [Message.of(f"t{thread}-{i}", {"thread": thread, "batch": batch}) for i in range(8)])
+            return thread
+        with ThreadPoolExecutor(6) as pool:
+            assert sorted(pool.map(appender, range(6), timeout=60)) == list(range(6))
+        records = read_everything(log, 6 * 5 * 8)
+        assert sorted((r.json()["thread"], r.json()["batch"], r.key) for r in records) == \
+            sorted((t, b, f"t{t}-{i}") for t in range(6) for b in range(5) for i in range(8))
+
     def test_appended_messages_survive_reopening_the_log(self, log, settings):
         log.append(TOPIC, [Message.of("k", {"n": i}) for i in range(25)])
         log.close()
@@ -109,6 +122,17 @@ class TestKafkaLog(LogContract):
     @pytest.fixture
     def backend(self):
         return "postgres+kafka"
+
+    def test_a_key_lands_on_the_partition_java_clients_and_kafka_python_choose(self, log, settings):
+        """So a deployment keeps each person on their partition across a change of producer."""
+        from kafka.partitioner.default import murmur2
+
+        count = settings.partitions_for(TOPIC)
+        keys = [f"person-{i}" for i in range(40)]
+        log.append(TOPIC, [Message.of(key, i) for i, key in enumerate(keys)])
+        placed = {r.key: r.partition for r in read_everything(log, len(keys))}
+        assert placed == {key: (murmur2(key.encode()) & 0x7FFFFFFF) % count for key in keys}
+        assert len(set(placed.values())) == count
 
     def test_an_unreachable_broker_raises_log_unavailable(self, settings):
         from tests.backends import free_port

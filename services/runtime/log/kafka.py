@@ -1,4 +1,5 @@
-"""The Kafka backend (kafka-python): acks=all producer and consumer groups.
+"""The Kafka backend: an acks=all producer (librdkafka, producer.py) and consumer groups
+(kafka-python).
 
 Topics are created at start with the configured partition counts, under the
 configured prefix. Consumers seek to the positions the projector stored in its
@@ -9,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -17,16 +18,7 @@ from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTopicPartition
 
 from services.runtime.log import LogUnavailable, Message, OnAssign, Record, TopicPartition
-
-
-LINGER_MS = 2
-# Producer settings for throughput without giving up acks=all or per-key order: batches
-# of up to 512 KB a partition (a 100-event request is ~50 KB; the default 16 KB split it),
-# no compression (CPU is what 2 cores lack, not bandwidth), one request in flight per
-# connection so a retry can't reorder a key's messages. bench/ingest.py's bare producer
-# uses the same.
-PRODUCER_TUNING = {"acks": "all", "linger_ms": LINGER_MS, "batch_size": 512 * 1024,
-                   "compression_type": None, "max_in_flight_requests_per_connection": 1}
+from services.runtime.log.producer import Producer
 
 
 class KafkaLog:
@@ -34,7 +26,7 @@ class KafkaLog:
         self.settings = settings
         self.prefix = settings.topic_prefix
         self.servers = settings.kafka_bootstrap_servers.split(",")
-        self._producer: KafkaProducer | None = None
+        self._producer: Producer | None = None
         self._lock = threading.Lock()
 
     def name(self, topic: str) -> str:
@@ -61,31 +53,15 @@ class KafkaLog:
         except KafkaError as error:
             raise LogUnavailable(f"kafka unreachable: {error}") from error
 
-    def producer(self) -> KafkaProducer:
+    def producer(self) -> Producer:
         with self._lock:
             if self._producer is None:
-                try:
-                    self._producer = KafkaProducer(
-                        bootstrap_servers=self.servers, **PRODUCER_TUNING, retries=5,
-                        request_timeout_ms=self.settings.kafka_request_timeout_ms,
-                        # without this a dead broker holds a write for the default 120 s
-                        delivery_timeout_ms=self.settings.kafka_request_timeout_ms + LINGER_MS,
-                        max_block_ms=self.settings.kafka_request_timeout_ms)
-                except KafkaError as error:
-                    raise LogUnavailable(f"kafka unreachable: {error}") from error
+                self._producer = Producer(self.servers, self.settings.kafka_request_timeout_ms)
             return self._producer
 
     def append(self, topic: str, messages: Sequence[Message]) -> None:
-        producer = self.producer()
-        name = self.name(topic)
-        timeout = self.settings.kafka_request_timeout_ms / 1000
-        try:
-            futures = [producer.send(name, key=m.key.encode() if m.key is not None else None,
-                                     value=m.value) for m in messages]
-            for future in futures:
-                future.get(timeout=timeout)
-        except KafkaError as error:
-            raise LogUnavailable(f"kafka did not acknowledge the write: {error}") from error
+        if messages:
+            self.producer().send_all(self.name(topic), messages)
 
     def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         consumer = KafkaConsumer(bootstrap_servers=self.servers)
@@ -101,10 +77,7 @@ class KafkaLog:
 
     def close(self) -> None:
         if self._producer is not None:
-            try:
-                self._producer.close(timeout=5)
-            except KafkaError:
-                pass  # unsent records were never acknowledged, so nothing promised is lost
+            self._producer.close(timeout_s=5)
 
 
 class _SeekToStored(ConsumerRebalanceListener):
