@@ -7,6 +7,7 @@ from sqlalchemy import delete, select, update
 
 from services.runtime.db import Base, writing
 from services.runtime.replay import PROJECTIONS, ReplayAborted, rebuild, rebuild_all, replayable
+from services.segments.backfill import progress_of
 from services.segments.tables import Segment, SegmentMember, SegmentProfile
 from services.profile.tables import Profile, ProfileTrait
 from tests.e2e.processes import run
@@ -34,6 +35,9 @@ def feed(pipeline) -> None:
                 SegmentProfile, SegmentProfile.profile_id == Profile.profile_id)).all()
         return len(rows) == len(USERS) and all(count == 2 and ours == theirs for count, ours, theirs in rows)
     wait_until(settled, 60, "every profile's last snapshot to reach the segments projector")
+    # and the segment's backfill over: a pass still to run would write the segment row and
+    # members while a test replays
+    wait_until(lambda: progress_of(pipeline.runtime.engine, "pro")["state"] == "done", 60, "the backfill of pro")
 
 
 def snapshot(engine) -> dict[str, list]:
