@@ -44,11 +44,13 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from services.runtime import topics  # noqa: E402
 from services.runtime.log import Message  # noqa: E402
 from services.runtime.log.embedded import EmbeddedLog  # noqa: E402
 from services.runtime.settings import Settings  # noqa: E402
+from scratch_db import drop_database, fresh_database  # noqa: E402
 
 PRODUCTS = [
     ("sku-1042", "Trail Runner 2", "Shoes/Running", "Northpeak", 89.90),
@@ -467,15 +469,28 @@ def bench_kafka(events: list[dict], args, workdir: Path) -> list[Figures]:
         print(f"(d1b) done: {same_client.rate:.0f} events/s")
         env = {"RAPPORT_LOG_BACKEND": "kafka", "RAPPORT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                "RAPPORT_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}."}
-        with server_for("up" if args.server == "up" else "serve", workdir / "data-kafka", args, env) as server:
-            name = f"(d2) /v1/batch x{args.per_request} on Kafka, {server.label}"
-            if args.client == "wrk":
-                ingest = bench_wrk(name + f", wrk -c{args.threads}", "/v1/batch", batch_bodies(args),
-                                   args.per_request, server, args.threads, args.seconds)
-            else:
-                ingest = bench_batches(name, events, args.per_request, [], args.threads, server)
+        database = fresh_database(args.kafka_database) if args.kafka_database else None
+        if database:
+            env["RAPPORT_DATABASE_URL"] = database
+        try:
+            ingest = _ingest_on_kafka(events, args, workdir, env)
+        finally:
+            if database:
+                drop_database(database)
         print(f"(d2) done: {ingest.rate:.0f} events/s")
         return [bare, same_client, ingest]
+
+
+def _ingest_on_kafka(events: list[dict], args, workdir: Path, env: dict) -> Figures:
+    """(d2): the server on the broker takes the events through POST /v1/batch."""
+    with server_for("up" if args.server == "up" else "serve", workdir / "data-kafka", args, env) as server:
+        name = f"(d2) /v1/batch x{args.per_request} on Kafka, {server.label}"
+        if args.kafka_database:
+            name += ", PostgreSQL"
+        if args.client == "wrk":
+            return bench_wrk(name + f", wrk -c{args.threads}", "/v1/batch", batch_bodies(args),
+                             args.per_request, server, args.threads, args.seconds)
+        return bench_batches(name, events, args.per_request, [], args.threads, server)
 
 
 _BODIES: list[bytes] = []
@@ -539,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-request", type=int, default=100, help="events per POST /v1/batch in (c), (d)")
     parser.add_argument("--kafka", default=None, help="bootstrap servers for (d); default: start Tansu")
     parser.add_argument("--no-kafka", action="store_true", help="skip (d)")
+    parser.add_argument("--kafka-database", default=None, metavar="SERVER_URL",
+                        help="(d2) on a fresh database on this PostgreSQL server, as deployed with Kafka "
+                             "(default: SQLite in the data dir)")
     parser.add_argument("--server", choices=["up", "serve", "both"], default="both",
                         help="`rapport up` (every service in one process), `rapport serve ingest` alone, or both")
     parser.add_argument("--client", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx",

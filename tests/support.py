@@ -1,6 +1,7 @@
 """Helpers for tests: waiting on conditions, and the whole pipeline behind real HTTP."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -176,3 +177,19 @@ class running_projectors:
             projector.stop.set()
         for thread in self.threads:
             thread.join(30)
+
+
+def prepared_plan(conn, sql: str, values: dict[str, str], mode: str = "force_generic_plan") -> str:
+    """PostgreSQL's plan of `sql` (psycopg's %(name)s placeholders, bound to `values` by name,
+    as text literals) once prepared, as psycopg prepares a statement run often; `mode` is
+    plan_cache_mode (the generic plan is the one chosen for any parameter)."""
+    names: list[str] = []
+    numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.append(m[1]) or len(names)}", sql)
+    conn.exec_driver_sql(f"SET plan_cache_mode = {mode}")
+    conn.exec_driver_sql(f"PREPARE planned AS {numbered}")
+    try:
+        literals = ", ".join("'" + str(values[name]).replace("'", "''") + "'" for name in names)
+        return "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE planned({literals})"))
+    finally:
+        conn.exec_driver_sql("DEALLOCATE planned")
+        conn.exec_driver_sql("RESET plan_cache_mode")

@@ -2,16 +2,16 @@
 INSERT or UPDATE stores) and `each_in` (exactly the rows of the values), on SQLite and PostgreSQL; on
 PostgreSQL each in one statement of one parameter (psycopg parses statements of over 50
 parameters afresh every time)."""
-import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import (BigInteger, Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table, event,
-                        insert, select, text, update)
+                        insert, select, update)
 from sqlalchemy.orm import Session
 
 from services.runtime.db import (Json, UtcDateTime, each_in, insert_new_rows, insert_rows, make_engine, update_each,
                                  upsert)
+from tests.support import prepared_plan
 
 METADATA = MetaData()
 ROWS = Table("rows_tried", METADATA, Column("key", String(64), primary_key=True), Column("n", Integer),
@@ -185,17 +185,9 @@ def test_each_in_is_no_per_row_list_search_in_postgresqls_generic_plan(engine):
         pytest.skip("PostgreSQL's generic plan")
     with Session(engine) as session, session.begin():
         insert_new_rows(session, Tried, rows(range(2000)), ["key"])
-        session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
         wanted = [f"k{k}" for k in range(0, 2000, 4)]
         [condition] = each_in(session, ROWS.c.key, wanted)
         compiled = select(ROWS.c.n).where(condition).compile(session.connection())
-        session.connection().exec_driver_sql(f"PREPARE wanted AS {_numbered(compiled.string)}")
-        plan = "\n".join(row[0] for row in session.execute(  # the ids as an array literal: k0, k4, ...
-            text(f"EXPLAIN EXECUTE wanted('{{{','.join(wanted)}}}')")))
+        [name] = compiled.params  # the one array parameter
+        plan = prepared_plan(session.connection(), compiled.string, {name: "{" + ",".join(wanted) + "}"})
     assert "ANY" not in plan and ("Hash" in plan or "Index" in plan), plan
-
-
-def _numbered(sql: str) -> str:
-    """psycopg's %(name)s placeholders as PREPARE's $1, $2, ..."""
-    names = []
-    return re.sub(r"%\((\w+)\)s", lambda m: f"${names.append(m[1]) or len(names)}", sql)
