@@ -16,7 +16,7 @@ from services.profile.domain.summary import fingerprint, fold, is_current, longe
 from services.profile.domain.timeline import TimelineEvent
 from services.profile.tables import ComputedTraitDefinition, ProfileEvent
 from services.runtime.clock import format_time, now
-from services.runtime.db import each_in
+from services.runtime.db import core_rows, each_in
 
 if TYPE_CHECKING:
     from services.profile.applying import ProfileState
@@ -79,12 +79,14 @@ TIMELINE = (ProfileEvent.profile_id, ProfileEvent.message_id, ProfileEvent.type,
 
 def timelines_of(session: Session, profile_ids: Iterable[str],
                  since: datetime | None = None) -> dict[str, list[TimelineEvent]]:
-    """Each profile's events (after `since`): rows, not ORM objects, and only these columns."""
+    """Each profile's events (after `since`): rows, not ORM objects, and only these columns,
+    read without the ORM's row loading (py-spy: 16% of the profile service's time at 1,000
+    events/s, the timelines windowed traits read each batch being most of the rows)."""
     found: dict[str, list[TimelineEvent]] = {}
     after = ProfileEvent.timestamp > since if since is not None else true()
     for condition in each_in(session, ProfileEvent.profile_id, profile_ids):
-        for profile_id, message_id, type_, name, at, properties, source, channel in session.execute(
-                select(*TIMELINE).where(condition, after)):
+        for profile_id, message_id, type_, name, at, properties, source, channel in core_rows(
+                session, select(*TIMELINE).where(condition, after)):
             found.setdefault(profile_id, []).append(
                 TimelineEvent(message_id, type_, name, at, properties or {}, source, channel))
     return found
