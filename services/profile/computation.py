@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -45,13 +45,16 @@ class Computation:
         return declared + [t for t in self.configured if t.name not in names]
 
     def refresh_many(self, session: Session, profiles: list[ProfileState], definitions: list[ComputedTrait],
-                     added: dict[str, list[TimelineEvent]] | None = None) -> None:
+                     added: dict[str, list[TimelineEvent]] | None = None,
+                     refold: Collection[str] = ()) -> None:
         """Recompute computed traits and metrics, and when they next change alone. `added`: the
         events each profile gained since its stored summary was folded, which are folded in;
-        None when the stored summaries can't be trusted (events moved, merged, split): the
-        whole timelines are read and folded. Windowed traits read the events in their window."""
+        None when no stored summary can be trusted. `refold`: the profiles whose summaries
+        can't be (events moved, merged, split). Those have their whole timelines read and
+        folded. Windowed traits read the events in their window."""
         moment, stamp = self.clock(), fingerprint(definitions, self.crm)
-        stale = {p.profile_id for p in profiles if added is None or not is_current(p.summary, stamp)}
+        stale = {p.profile_id for p in profiles
+                 if added is None or p.profile_id in refold or not is_current(p.summary, stamp)}
         timelines = timelines_of(session, stale)
         window = longest_window(definitions)
         recent = timelines_of(session, [p.profile_id for p in profiles if p.profile_id not in stale],

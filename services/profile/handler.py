@@ -41,37 +41,47 @@ class ProfileHandler:
         messages = [m for m in (record.json() for record in batch) if m["kind"] in KINDS]
         runs = [(kind, list(run)) for kind, run in groupby(messages, key=lambda m: m["kind"])]
         known = None  # traits as written, when nothing but one run of events wrote any
+        added: dict[str, list] = {}  # each profile's new events, folded into its summary
+        refold: set[str] = set()  # profiles whose timelines gained or lost others' events
         for kind, run in runs:
             for message in run if kind != "event" else [run]:
                 if kind == "event":
                     applied = apply_events(session, message, last=len(runs) == 1)
                     for profile_id, names in sorted(applied.changed.items()):
                         changed.setdefault(profile_id, set()).update(names)
+                    for profile_id, events in applied.added.items():
+                        added.setdefault(profile_id, []).extend(events)
                     for profile_id in sorted(applied.moved_from):
                         rebuild_profile(session, profile_id, changed, emptied)
+                    refold |= applied.moved_from
                     if len(runs) == 1 and not applied.moved_from:
                         known = applied
                 elif kind == "merge":
                     merge_profiles(session, message["survivor"], message["absorbed"], changed, absorbed,
                                    message.get("seq"))
+                    if message["absorbed"] in absorbed:  # its survivor's timeline gained its events
+                        refold.add(absorbed[message["absorbed"]])
                 else:
                     split_profile(session, message, changed, emptied)
+                    refold.add(message["profile_id"])
         session.flush()
         emptied = {p for p in emptied if session.get(Profile, p) is None}  # not refilled in this batch
         survivors = [p for p in changed if p not in absorbed and p not in emptied]
         return ([(topics.PROFILES_CHANGED, Message.of(a, {"profile_id": a, "merged_into": s}))
                  for a, s in absorbed.items()] +
                 [(topics.PROFILES_CHANGED, Message.of(p, {"profile_id": p, "removed": True}))
-                 for p in sorted(emptied)] + self.recompute(session, survivors, changed, known))
+                 for p in sorted(emptied)] + self.recompute(session, survivors, changed, known, added, refold))
 
     def recompute(self, session: Session, profile_ids: list[str],
                   trait_changes: dict[str, set[str]] | None = None, known: Applied | None = None,
-                  added: dict | None = None) -> list[Output]:
+                  added: dict | None = None, refold: set[str] = frozenset()) -> list[Output]:
         """Refresh computed traits of changed profiles and announce their new snapshots, each
         naming what changed so readers re-evaluate only what reads it. `known`: traits,
         consent and rows the batch has just written, read again only for the profiles it
         lacks, and the events it added. Without it, `added`: the events the profiles gained
-        since their summaries were folded ({} for none; None: fold their whole timelines)."""
+        since their summaries were folded ({} for none; None: fold their whole timelines);
+        `refold`: profiles whose whole timelines are folded whatever `added` says (a merge,
+        a split or a move changed them), so one merge doesn't refold a whole batch."""
         if not profile_ids:
             return []
         session.flush()
@@ -82,7 +92,7 @@ class ProfileHandler:
         consent = _known_or_read(session, profiles, known.consent if known else {}, ProfileConsent)
         computed_before = {p: dict(profile.computed or {}) for p, profile in profiles.items()}
         self.computation.refresh_many(session, list(profiles.values()), definitions,
-                                      known.added if known else added)
+                                      known.added if known else added, refold)
         outputs = []
         for profile_id in (p for p in profile_ids if p in profiles):
             profile = profiles[profile_id]

@@ -225,3 +225,39 @@ def test_a_summary_kept_batch_by_batch_is_the_one_folded_from_the_stored_timelin
         kept = {pid: p.summary for pid, p in profiles.items()}
         timelines = timelines_of(session, profiles)
     assert kept == {pid: summarise(timelines[pid], [ORDERS], crm) for pid in profiles}
+
+
+CHANGES = st.lists(st.one_of(
+    st.tuples(st.just("event"), st.sampled_from("pqr"), st.integers(1, 6), st.sampled_from([None, 5, 7.25])),
+    st.tuples(st.just("move"), st.sampled_from("pqr"), st.integers(1, 6)),
+    st.tuples(st.just("merge"), st.sampled_from("pqr"), st.sampled_from("pqr"))), min_size=1, max_size=14)
+
+
+@examples(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(CHANGES, st.lists(st.integers(1, 5), min_size=1, max_size=4))
+def test_summaries_stay_those_of_the_stored_timelines_when_a_batch_mixes_moves_and_merges(apply, settings,
+                                                                                          changes, cuts):
+    """A batch folds only each profile's new events into its summary, unless its timeline gained
+    or lost others' events (a merge, a move): that profile's whole timeline is folded again. A
+    profile must never keep a moved event in its summary, nor miss a merged one."""
+    run, absorbed, messages = uuid.uuid4().hex[:8], set(), []
+    for version, (kind, who, *rest) in enumerate(changes, start=1):
+        if kind == "event":
+            messages.append(resolved(f"{run}{who}", f"{run}-m{rest[0]}", rest[0], rest[1]))
+        elif kind == "move":  # identity re-resolved that event to `who`: a newer version of it
+            messages.append(republished(resolved(f"{run}{who}", f"{run}-m{rest[0]}", rest[0], 3), f"{run}{who}",
+                                        version))
+        elif who != rest[0] and not {who, rest[0]} & absorbed:
+            absorbed.add(rest[0])
+            messages.append(merge(f"{run}{who}", f"{run}{rest[0]}"))
+    for cut in cuts * len(messages):
+        if messages:
+            apply(*messages[:cut])
+            messages = messages[cut:]
+    crm = Computation.from_settings(settings).crm
+    with reading(apply.engine) as session:
+        stored = session.scalars(select(Profile.profile_id).where(Profile.profile_id.startswith(run))).all()
+        profiles = read_profiles(session, stored)
+        timelines = timelines_of(session, profiles)
+    assert {pid: p.summary for pid, p in profiles.items()} == \
+        {pid: summarise(timelines.get(pid, []), [ORDERS], crm) for pid in profiles}
