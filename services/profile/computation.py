@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from services.profile.domain.computed import ComputedTrait
 from services.profile.domain.crm import CrmSettings
-from services.profile.domain.summary import fingerprint, fold, is_current, longest_window, summarise, values_of
+from services.profile.domain.summary import (fingerprint, fold, is_current, longest_window, needs_window_read,
+                                             summarise, values_of)
 from services.profile.domain.timeline import TimelineEvent
 from services.profile.tables import ComputedTraitDefinition, ProfileEvent
 from services.runtime.clock import format_time, now
@@ -51,25 +52,28 @@ class Computation:
         events each profile gained since its stored summary was folded, which are folded in;
         None when no stored summary can be trusted. `refold`: the profiles whose summaries
         can't be (events moved, merged, split). Those have their whole timelines read and
-        folded. Windowed traits read the events in their window."""
+        folded. Windowed traits come from their summaries, but for a window holding an event
+        dated ahead of now (summary.py): those profiles have their windows read."""
         moment, stamp = self.clock(), fingerprint(definitions, self.crm)
         stale = {p.profile_id for p in profiles
                  if added is None or p.profile_id in refold or not is_current(p.summary, stamp)}
         timelines = timelines_of(session, stale)
-        window = longest_window(definitions)
-        recent = timelines_of(session, [p.profile_id for p in profiles if p.profile_id not in stale],
-                              since=moment - window) if window else {}
         for profile in profiles:
             pid = profile.profile_id
             if pid in stale:
                 profile.summary = summarise(timelines.get(pid, []), definitions, self.crm)
             else:
                 profile.summary = fold(profile.summary, (added or {}).get(pid, []), definitions, self.crm)
-            self.refresh(profile, (timelines if pid in stale else recent).get(pid, []), definitions, moment)
+        ahead = {p.profile_id for p in profiles if needs_window_read(p.summary, definitions, moment)}
+        recent = timelines_of(session, ahead - stale, since=moment - longest_window(definitions)) if ahead else {}
+        for profile in profiles:
+            pid = profile.profile_id
+            window = None if pid not in ahead else timelines.get(pid, []) if pid in stale else recent.get(pid, [])
+            self.refresh(profile, window, definitions, moment)
 
-    def refresh(self, profile: ProfileState, recent: list[TimelineEvent], definitions: list[ComputedTrait],
+    def refresh(self, profile: ProfileState, recent: list[TimelineEvent] | None, definitions: list[ComputedTrait],
                 moment: datetime) -> None:
-        values, due = values_of(profile.summary, recent, definitions, self.crm, moment)
+        values, due = values_of(profile.summary, definitions, self.crm, moment, recent)
         if values["last_order_at"] is not None:  # days_since_last_order ticks over daily
             tick = values["last_order_at"] + timedelta(days=values["days_since_last_order"] + 1)
             due = min(due, tick) if due else tick
@@ -84,7 +88,7 @@ def timelines_of(session: Session, profile_ids: Iterable[str],
                  since: datetime | None = None) -> dict[str, list[TimelineEvent]]:
     """Each profile's events (after `since`): rows, not ORM objects, and only these columns,
     read without the ORM's row loading (py-spy: 11% of the profile service's time at 1,000
-    events/s went to that loading, of the timelines windowed traits read each batch)."""
+    events/s went to that loading, when windowed traits read their windows each batch)."""
     found: dict[str, list[TimelineEvent]] = {}
     after = ProfileEvent.timestamp > since if since is not None else true()
     for condition in each_in(session, ProfileEvent.profile_id, profile_ids):

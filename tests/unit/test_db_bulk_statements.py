@@ -5,7 +5,7 @@ parameters afresh every time)."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import (BigInteger, Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table, event,
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table, event, func,
                         insert, select, update)
 from sqlalchemy.orm import Session
 
@@ -191,3 +191,29 @@ def test_each_in_is_no_per_row_list_search_in_postgresqls_generic_plan(engine):
         [name] = compiled.params  # the one array parameter
         plan = prepared_plan(session.connection(), compiled.string, {name: "{" + ",".join(wanted) + "}"})
     assert "ANY" not in plan and ("Hash" in plan or "Index" in plan), plan
+
+
+GROUPED = Table("rows_grouped", METADATA, Column("id", Integer, primary_key=True),
+                Column("grp", String(64), index=True), Column("n", Integer))
+
+
+def test_update_each_probes_the_keys_index_for_a_few_keys_of_a_large_table(engine):
+    """identity relabels a few components of identity_events at a time (~10 rows each): joined
+    to a JSON document PostgreSQL guessed 100 changes, so ~1,000 rows, and scanned the table."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's plan")
+    with engine.begin() as conn:
+        conn.execute(insert(GROUPED), [{"id": i, "grp": f"g{i // 10}", "n": i} for i in range(60_000)])
+        conn.exec_driver_sql("ANALYZE rows_grouped")
+    statements = []
+    listen = lambda conn, cursor, sql, parameters, *_: statements.append((sql, parameters))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listen)
+    with Session(engine) as session, session.begin():
+        update_each(session, GROUPED, "grp", {f"g{g}": {"n": -g} for g in range(0, 6000, 500)})
+        event.remove(engine, "before_cursor_execute", listen)
+        [(sql, parameters)] = statements
+        literal = {name: "{" + ",".join(map(str, values)) + "}" for name, values in parameters.items()}
+        plans = [prepared_plan(session.connection(), sql, literal, mode)
+                 for mode in ("force_generic_plan", "force_custom_plan")]
+        assert session.scalar(select(func.count()).where(GROUPED.c.n < 0)) == 110  # eleven groups of ten; g0 is set to -0
+    assert all("Seq Scan on rows_grouped" not in plan and "rows_grouped" in plan for plan in plans), plans

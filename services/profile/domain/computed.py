@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from services.profile.domain.folds import (add_exact, count_in, earliest, exact_value, is_number, key_of, latest,
-                                           micros, moment, most_frequent)
+from services.profile.domain.folds import (MICROSECOND, add_exact, count_in, earliest, exact_value, is_number, key_of,
+                                           latest, micros, moment, most_frequent)
 from services.profile.domain.timeline import TimelineEvent
 
 Function = Literal["count", "sum", "avg", "min", "max", "first", "last", "unique", "most_frequent"]
@@ -62,33 +62,56 @@ class ComputedTrait(BaseModel):
     def span(self) -> timedelta | None:  # a method: the field `property` shadows the builtin here
         return parse_window(self.window) if self.window else None
 
-    def relevant(self, events: Sequence[TimelineEvent], now: datetime) -> list[TimelineEvent]:
-        """The events this trait aggregates at `now`, oldest first."""
-        span = self.span()
-        since = now - span if span else None
-        return sorted((e for e in events if e.type == "track" and e.matches(self.event, self.where)
-                       and (since is None or since < e.at <= now)),
-                      key=lambda e: (e.at, e.message_id))
+    def entry_of(self, event: TimelineEvent) -> list:
+        """What this trait keeps of one of its events: [time in us, messageId, the property's
+        value (None without a property)], JSON as a summary stores it."""
+        return [micros(event.at), event.message_id, event.properties.get(self.property) if self.property else None]
+
+    def entries_of(self, events: Sequence[TimelineEvent]) -> list[list]:
+        """The entries of this trait's events among `events`, oldest first."""
+        return sorted((self.entry_of(e) for e in events if e.type == "track" and e.matches(self.event, self.where)),
+                      key=by_time)
 
     def compute(self, events: Sequence[TimelineEvent], now: datetime) -> Any:
+        return self.value_at(self.entries_of(events), now)[0]
+
+    def next_change(self, events: Sequence[TimelineEvent], now: datetime) -> datetime | None:
+        return self.value_at(self.entries_of(events), now)[1]
+
+    def value_at(self, entries: list[list], now: datetime) -> tuple[Any, datetime | None]:
+        """The value at `now` of sorted `entries`, and when it next changes with no new event
+        (a windowed trait's oldest counted entry leaves its window)."""
+        span = self.span()
+        if span:
+            since, until = micros(now - span), micros(now)
+            entries = [e for e in entries if since < e[0] <= until]
         state = self.start()
-        for event in self.relevant(events, now):
-            state = self.add(state, event)
-        return self.value(state)
+        for entry in entries:
+            state = self.add(state, entry)
+        return self.value(state), (moment(entries[0][0]) + span if span and entries else None)
+
+    def kept(self, entries: list[list]) -> list[list]:
+        """Of a windowed trait's entries, sorted, those within one window of the latest: every
+        entry that can count at any time from the latest event on, whatever order the events
+        came in (summary.py keeps these instead of reading the window each time)."""
+        entries = sorted(entries, key=by_time)
+        if not entries:
+            return []
+        horizon = entries[-1][0] - self.span() // MICROSECOND
+        return [e for e in entries if e[0] > horizon]
 
     def start(self) -> Any:
         """The fold's state before any event (JSON)."""
         return {"count": 0, "sum": ["0", 0], "avg": ["0", 0], "unique": {}, "most_frequent": {}}.get(self.function)
 
-    def add(self, state: Any, event: TimelineEvent) -> Any:
-        """`state` with one more of this trait's events (the caller chose it as relevant)."""
+    def add(self, state: Any, entry: list) -> Any:
+        """`state` with one more of this trait's events, as `entry_of` keeps it."""
         function = self.function
         if function == "count":
             return state + 1
         if function in ("first", "last"):
-            entry = [micros(event.at), event.message_id, event.properties.get(self.property) if self.property else None]
             return (earliest if function == "first" else latest)(state, entry)
-        value = event.properties.get(self.property)
+        value = entry[2]
         if function in ("unique", "most_frequent"):
             if isinstance(value, (str, int, float, bool)):
                 count_in(state, key_of(value))
@@ -117,18 +140,20 @@ class ComputedTrait(BaseModel):
             return round(exact_value(total), 6) if numbers else 0
         return round(exact_value(total, numbers), 6) if numbers else None
 
-    def next_change(self, events: Sequence[TimelineEvent], now: datetime) -> datetime | None:
-        """When the windowed value next changes with no new event: its oldest event leaves."""
-        span = self.span()
-        if not span:
-            return None
-        chosen = self.relevant(events, now)
-        return chosen[0].at + span if chosen else None
+
+def by_time(entry: list) -> tuple[int, str]:
+    return entry[0], entry[1]  # (time, messageId): unique, so values are never compared
 
 
 def compute_all(traits: Sequence[ComputedTrait], events: Sequence[TimelineEvent],
                 now: datetime) -> tuple[dict[str, Any], datetime | None]:
     """Every trait's value, and the earliest time one of them changes on its own."""
-    values = {t.name: t.compute(events, now) for t in traits}
-    due = [d for t in traits if (d := t.next_change(events, now)) is not None]
-    return values, min(due, default=None)
+    return values_at(traits, {t.name: t.entries_of(events) for t in traits}, now)
+
+
+def values_at(traits: Sequence[ComputedTrait], entries: dict[str, list[list]],
+              now: datetime) -> tuple[dict[str, Any], datetime | None]:
+    """The same from each trait's sorted entries."""
+    answers = {t.name: t.value_at(entries[t.name], now) for t in traits}
+    due = [d for _, d in answers.values() if d is not None]
+    return {name: value for name, (value, _) in answers.items()}, min(due, default=None)
