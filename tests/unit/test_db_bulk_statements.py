@@ -217,3 +217,21 @@ def test_update_each_probes_the_keys_index_for_a_few_keys_of_a_large_table(engin
                  for mode in ("force_generic_plan", "force_custom_plan")]
         assert session.scalar(select(func.count()).where(GROUPED.c.n < 0)) == 110  # eleven groups of ten; g0 is set to -0
     assert all("Seq Scan on rows_grouped" not in plan and "rows_grouped" in plan for plan in plans), plans
+
+
+def test_postgresql_plans_each_run_of_a_prepared_statement_for_the_tables_size_now(postgres_url):
+    """A generic plan made while a table was small scans it as it grows (docs: db.py)."""
+    engine = make_engine(postgres_url)
+    METADATA.create_all(engine)
+    try:
+        with engine.connect() as conn:
+            sql = "SELECT n FROM rows_tried WHERE key = %(key)s"
+            for k in range(12):  # psycopg prepares the statement at its fifth run
+                conn.exec_driver_sql(sql, {"key": f"k{k}"}).all()
+            generic, custom = conn.exec_driver_sql(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE "
+                "'SELECT n FROM rows_tried WHERE key = $1%%'").one()
+        assert generic == 0 and custom >= 7  # the runs after its preparation: the default plans 2 of 7 generic
+    finally:
+        METADATA.drop_all(engine)
+        engine.dispose()
