@@ -31,6 +31,7 @@ from services.runtime.clock import now
 from services.runtime.db import insert_new, pairs_in, writing
 from services.runtime.log import Consumer, Log, LogUnavailable, Message, Record, TopicPartition, publish_all
 from services.runtime.sealing import KeyStore, open_records
+from services.runtime.statistics import TableStatistics
 from services.runtime.tables import ConsumerOffset, ParkedEvent
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,10 @@ class Projector:
     _applied: Positions = field(default_factory=dict, init=False, repr=False)  # for lag
     _failures: int = field(default=0, init=False, repr=False)
     _lag_reported: float = field(default=0.0, init=False, repr=False)
+    statistics: TableStatistics = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.statistics = TableStatistics(self.engine)
 
     def run(self) -> None:
         """Consume until `stop` is set; a batch under way is finished and committed first."""
@@ -102,6 +107,7 @@ class Projector:
             else:
                 consumer.commit(positions)
                 self._failures = 0
+                self.statistics.refresh_if_due()  # young tables outgrow their plans within a minute
         if time.monotonic() - self._lag_reported >= LAG_INTERVAL_S:
             self._report_lag(consumer)
             self._lag_reported = time.monotonic()
