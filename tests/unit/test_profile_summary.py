@@ -148,5 +148,6 @@ def test_a_summary_is_folded_for_its_definitions_and_rates():
     stamp = fingerprint(DEFINITIONS, CRM)
     assert fingerprint(DEFINITIONS[:-1], CRM) != stamp
     assert fingerprint(DEFINITIONS, CrmSettings("USD", {"USD": 1.0, "EUR": 1.2})) != stamp
+    assert fingerprint(DEFINITIONS[::-1], CRM) == stamp  # the database lists them in any order
     windowed_added = DEFINITIONS + [ComputedTrait(name="w", function="count", window="30d")]
     assert fingerprint(windowed_added, CRM) != stamp  # windowed traits keep their entries too

@@ -30,8 +30,9 @@ FORMAT = 2  # raise when a fold's state changes shape: stored summaries are then
 
 
 def fingerprint(definitions: Sequence[ComputedTrait], crm: CrmSettings) -> str:
-    """What a summary's states depend on: the definitions and the exchange rates."""
-    folded = [t.model_dump() for t in definitions]
+    """What a summary's states depend on: the definitions (in any order: the database lists
+    them as it likes) and the exchange rates."""
+    folded = sorted((t.model_dump() for t in definitions), key=lambda d: d["name"])
     basis = [FORMAT, folded, crm.reporting_currency, sorted(crm.exchange_rates.items())]
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
