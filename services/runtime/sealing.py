@@ -43,8 +43,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.runtime import jsoncodec, topics
 from services.runtime.clock import now
-from services.runtime.db import (Base, UtcDateTime, in_chunks, insert_new, insert_new_rows, make_engine, reading,
-                                 writing)
+from services.runtime.db import (Base, UtcDateTime, each_in, in_chunks, insert_new, insert_new_rows, make_engine,
+                                 reading, writing)
 from services.runtime.log import Consumer, Log, Message, OnAssign, Record, TopicPartition
 
 SEALED = b'{"sealed":'  # how a sealed value starts; anything else is clear JSON
@@ -158,10 +158,10 @@ class KeyStore:
 
     def _stored(self, kids: set[str]) -> dict[str, bytes | None]:
         found: dict[str, bytes | None] = {}
-        with reading(self.engine) as session:
-            for chunk in in_chunks(kids, KIDS_A_STATEMENT):
-                rows = session.execute(select(SubjectKey.kid, SubjectKey.key).where(SubjectKey.kid.in_(chunk)))
-                found.update({kid: key for kid, key in rows})
+        with reading(self.engine) as session:  # each batch a projector opens: one array parameter
+            for condition in each_in(session, SubjectKey.kid, kids):
+                found.update({kid: key for kid, key in session.execute(select(SubjectKey.kid, SubjectKey.key)
+                                                                       .where(condition))})
         return found
 
     def _remember(self, keys: dict[str, bytes]) -> None:
