@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from services.identity.domain.identifiers import Identifier
 from services.privacy.tables import SuppressedIdentifier
 from services.runtime import metrics
-from services.runtime.db import in_chunks
+from services.runtime.db import each_in
 from services.runtime.sealing import KeyStore, identifier_subject
 
 
@@ -21,8 +21,8 @@ def suppressed(session: Session, keys: KeyStore | None,
         return [False] * len(events)
     kids = [[keys.kid(identifier_subject(i.type, i.value)) for i in ids] for ids in events]
     found: set[str] = set()
-    for chunk in in_chunks({k for ks in kids for k in ks}, 1_000):
-        found.update(session.scalars(select(SuppressedIdentifier.kid).where(SuppressedIdentifier.kid.in_(chunk))))
+    for condition in each_in(session, SuppressedIdentifier.kid, {k for ks in kids for k in ks}):
+        found.update(session.scalars(select(SuppressedIdentifier.kid).where(condition)))
     dropped = [bool(found.intersection(ks)) for ks in kids]
     if any(dropped):
         metrics.EVENTS_SUPPRESSED.inc(sum(dropped))
