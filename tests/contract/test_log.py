@@ -142,3 +142,7 @@ class TestKafkaLog(LogContract):
         log = open_log(settings)
         with pytest.raises(LogUnavailable):
             log.append(TOPIC, [Message.of("k", 1)])
+        log.close()
+        log.close()  # twice: a runtime and a test's fixture may both close it
+        with pytest.raises(RuntimeError, match="closed"):  # destroyed, not left reconnecting to no one
+            log.producer().kafka.poll(0)

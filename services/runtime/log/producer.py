@@ -98,6 +98,12 @@ class Producer:
     def close(self, timeout_s: float = 5.0) -> None:
         """Sends what is queued, for at most `timeout_s`; what isn't acknowledged by then was
         never promised to anyone."""
+        if self.closing.is_set():
+            return  # closed already: librdkafka refuses a second close
         self.closing.set()
         self.server.join()
         self.kafka.flush(timeout_s)
+        # then destroyed: left to the garbage collector, librdkafka went on reconnecting to a
+        # broker that was gone, logging each try long after (seen at the end of test runs)
+        self.kafka.purge()
+        self.kafka.close()
