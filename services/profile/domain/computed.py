@@ -5,8 +5,9 @@ the events are added in, so an unwindowed trait is kept as a running state (summ
 a batch adding only its new events, and still equals the value computed from the whole
 de-duplicated timeline: after a merge (timelines united by messageId) or an unmerge
 (split) the state is folded again from the timeline, so the value is what it would have
-been had the profiles always been one, or never. A windowed trait folds the events in
-its window when asked.
+been had the profiles always been one, or never. A windowed trait keeps its events as
+entries (`entry_of`, `kept`: those within one window of the latest) and folds the entries in
+its window when asked (`value_at`).
 """
 from __future__ import annotations
 
