@@ -68,7 +68,7 @@ class Computation:
         recent = timelines_of(session, ahead - stale, since=moment - longest_window(definitions)) if ahead else {}
         for profile in profiles:
             pid = profile.profile_id
-            window = None if pid not in ahead else timelines.get(pid, []) if pid in stale else recent.get(pid, [])
+            window = (timelines if pid in stale else recent).get(pid, []) if pid in ahead else None
             self.refresh(profile, window, definitions, moment)
 
     def refresh(self, profile: ProfileState, recent: list[TimelineEvent] | None, definitions: list[ComputedTrait],

@@ -47,8 +47,8 @@ class TableStatistics:
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 grown = list(conn.execute(GROWN, {"schema": self.schema, "growth": GROWTH,
                                                   "least": MIN_CHANGES}).scalars())
+                schema = f'"{self.schema}".' if self.schema else ""
                 for table in grown:  # SKIP_LOCKED: autovacuum or another process is at it
-                    schema = f'"{self.schema}".' if self.schema else ""
                     conn.exec_driver_sql(f'ANALYZE (SKIP_LOCKED) {schema}"{table}"')
             return grown
         except Exception:

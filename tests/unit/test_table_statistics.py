@@ -1,13 +1,12 @@
 """Planner statistics kept fresh while tables grow (services/runtime/statistics.py), on
 PostgreSQL: a table that grew by half since it was last analysed is analysed now, in the
 schema the projector's engine writes (a replay's copy schema through its map)."""
-import time
-
 import pytest
 from sqlalchemy import text
 
 from services.runtime.db import make_engine
 from services.runtime.statistics import TableStatistics
+from tests.support import wait_until
 
 
 def analysed_rows(conn, schema: str, table: str) -> float:
@@ -16,27 +15,12 @@ def analysed_rows(conn, schema: str, table: str) -> float:
                         {"schema": schema, "table": table}).scalar()
 
 
-def refreshed_until(statistics: TableStatistics, table: str, timeout_s: float = 15.0) -> list[str]:
-    """What `refresh_if_due` analysed once it named `table` (the server's table counters are
-    flushed a moment after a commit)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if table in (analysed := statistics.refresh_if_due()):
-            return analysed
-        time.sleep(0.1)
-    pytest.fail(f"{table} was not analysed within {timeout_s} s")
-
-
-def counted(engine, schema: str, inserted: int, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            if conn.execute(text("SELECT sum(n_tup_ins) FROM pg_stat_user_tables WHERE schemaname = :schema "
-                                 "AND relname IN ('grows', 'stays')"),
-                            {"schema": schema}).scalar() == inserted:
-                return
-        time.sleep(0.1)
-    pytest.fail(f"the server did not count {inserted} inserts within {timeout_s} s")
+def inserts_counted(engine, schema: str) -> int:
+    """The inserts into the test's tables that the server's counters hold (flushed a moment
+    after each commit)."""
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT sum(n_tup_ins) FROM pg_stat_user_tables WHERE schemaname = :schema "
+                                 "AND relname IN ('grows', 'stays')"), {"schema": schema}).scalar()
 
 
 @pytest.mark.parametrize("schema", [None, "replay_stats"])
@@ -49,7 +33,8 @@ def test_a_table_that_grew_by_half_is_analysed_and_one_that_did_not_is_left(post
         for table in ("grows", "stays"):
             conn.execute(text(f'CREATE TABLE "{where}"."{table}" (id integer primary key)'))
             conn.execute(text(f'INSERT INTO "{where}"."{table}" SELECT generate_series(1, 3000)'))
-    counted(engine, where, 6000)  # the inserts reached the server's counters, then ANALYZE zeroes them
+    # the inserts reached the server's counters, then ANALYZE zeroes them
+    wait_until(lambda: inserts_counted(engine, where) == 6000, timeout_s=15, what="6,000 inserts counted")
     with engine.connect() as conn:
         conn.execute(text(f'ANALYZE "{where}"."grows"; ANALYZE "{where}"."stays"'))
     with engine.begin() as conn:
@@ -57,7 +42,9 @@ def test_a_table_that_grew_by_half_is_analysed_and_one_that_did_not_is_left(post
         conn.execute(text(f'INSERT INTO "{where}"."stays" SELECT generate_series(3001, 3500)'))
     mapped = engine.execution_options(schema_translate_map={None: schema}) if schema else engine
     statistics = TableStatistics(mapped, every_s=0)
-    assert "stays" not in refreshed_until(statistics, "grows")
+    analysed = wait_until(lambda: (found := statistics.refresh_if_due()) and "grows" in found and found,
+                          timeout_s=15, what="grows analysed")
+    assert "stays" not in analysed
     with engine.connect() as conn:
         assert analysed_rows(conn, where, "grows") == 9000 and analysed_rows(conn, where, "stays") == 3000
     statistics.every_s = 60
