@@ -16,10 +16,13 @@ saying who that is.
 
 Keys are created and committed (in their own transaction, on their own connection: on
 SQLite a file of their own) before anything sealed under them is appended, so a consumer
-never sees a record whose key isn't stored yet. A consumer reads keys afresh for every
+never sees a record whose key isn't stored yet. A consumer checks its keys for every
 batch, after it has locked its offsets: an erasure, which holds those locks, can't
-interleave with it. A record whose key is destroyed (or whose data fails to authenticate)
-is skipped: the person it was about is gone.
+interleave with it. A key never changes but to be destroyed, and every destruction counts
+one more erasure in the keys' own database, so a key read before still opens while that
+count stands: a batch reads the count and only the keys it has not read yet. A record whose
+key is destroyed (or whose data fails to authenticate) is skipped: the person it was about
+is gone.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import LargeBinary, String, select, update
+from sqlalchemy import BigInteger, LargeBinary, String, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -65,6 +68,15 @@ class SubjectKey(Base):
     destroyed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
+class SealErasures(Base):
+    """How many times keys were destroyed (one row): a key read while the count was the same
+    is still the stored one."""
+
+    __tablename__ = "seal_erasures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
 class SealSecret(Base):
     """The HMAC secret that turns a subject into its kid (one row, made on first use)."""
 
@@ -89,9 +101,12 @@ class KeyStore:
         self._secret: bytes | None = None
         self._kids: dict[str, str] = {}
         self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._opened: dict[str, bytes] = {}  # keys read to open records, good while the count stands
+        self._opened_count: int | None = None
         self._lock = threading.Lock()
         if own_database:  # a file of its own, outside the migrations (which make them in the main one)
-            Base.metadata.create_all(engine, tables=[SealSecret.__table__, SubjectKey.__table__])
+            Base.metadata.create_all(engine, tables=[SealSecret.__table__, SubjectKey.__table__,
+                                                     SealErasures.__table__])
 
     @classmethod
     def for_settings(cls, settings) -> "KeyStore":
@@ -139,8 +154,30 @@ class KeyStore:
         return found
 
     def opening_keys(self, kids: Iterable[str]) -> dict[str, bytes | None]:
-        """The stored key of each kid, read now (never cached: erasure must win at once)."""
-        return self._stored(set(kids))
+        """The stored key of each kid as of now (erasure must win at once): the erasure count
+        first, then only the keys not read since it last changed. Read in that order, a key
+        destroyed after the count was read is either read destroyed or found out by the next
+        batch's count."""
+        wanted = set(kids)
+        with reading(self.engine) as session:
+            count = session.scalar(select(SealErasures.count).where(SealErasures.id == 1)) or 0
+            with self._lock:
+                if count != self._opened_count:
+                    self._opened, self._opened_count = {}, count
+                found: dict[str, bytes | None] = {kid: self._opened[kid] for kid in wanted if kid in self._opened}
+            if len(found) < len(wanted):
+                stored = self._read(session, wanted - found.keys())
+                found |= stored
+                self._keep_opened(count, stored)
+        return found
+
+    def _keep_opened(self, count: int, stored: dict[str, bytes | None]) -> None:
+        with self._lock:
+            if count != self._opened_count:  # another thread saw a newer count meanwhile
+                return
+            if len(self._opened) + len(stored) > CACHE_SIZE:
+                self._opened = {}
+            self._opened.update((kid, key) for kid, key in stored.items() if key is not None)
 
     def destroy(self, kids: Iterable[str]) -> int:
         """Destroy these kids' keys (tombstones for kids never keyed); answers how many."""
@@ -151,17 +188,24 @@ class KeyStore:
                                                       for kid in chunk], ["kid"])
             session.execute(update(SubjectKey).where(SubjectKey.kid.in_(kids), SubjectKey.key.is_not(None))
                             .values(key=None, destroyed_at=at))
+            insert_new(session, SealErasures, {"id": 1, "count": 0}, ["id"])
+            session.execute(update(SealErasures).where(SealErasures.id == 1).values(count=SealErasures.count + 1))
         with self._lock:
             for kid in kids:
                 self._cache.pop(kid, None)
+            self._opened, self._opened_count = {}, None
         return len(kids)
 
     def _stored(self, kids: set[str]) -> dict[str, bytes | None]:
+        with reading(self.engine) as session:
+            return self._read(session, kids)
+
+    @staticmethod
+    def _read(session, kids: set[str]) -> dict[str, bytes | None]:
         found: dict[str, bytes | None] = {}
-        with reading(self.engine) as session:  # each batch a projector opens: one array parameter
-            for condition in each_in(session, SubjectKey.kid, kids):
-                found.update({kid: key for kid, key in session.execute(select(SubjectKey.kid, SubjectKey.key)
-                                                                       .where(condition))})
+        for condition in each_in(session, SubjectKey.kid, kids):  # one array parameter
+            found.update({kid: key for kid, key in session.execute(select(SubjectKey.kid, SubjectKey.key)
+                                                                   .where(condition))})
         return found
 
     def _remember(self, keys: dict[str, bytes]) -> None:
