@@ -86,6 +86,16 @@ class LogContract:
         assert sorted((r.json()["thread"], r.json()["batch"], r.key) for r in records) == \
             sorted((t, b, f"t{t}-{i}") for t in range(6) for b in range(5) for i in range(8))
 
+    def test_a_backlog_of_megabytes_is_read_without_a_failed_fetch(self, log, settings, caplog):
+        """A consumer far behind gets fetches of several megabytes (kafka-python 2.3 dropped the
+        connection on any response over 1 MB, and logged why)."""
+        count, value = settings.partitions_for(TOPIC), "x" * 4000
+        log.append(TOPIC, [Message.of(f"k{i}", {"n": i, "pad": value}) for i in range(500 * count)])
+        with caplog.at_level("WARNING"):
+            records = read_everything(log, 500 * count)
+        assert sorted(r.json()["n"] for r in records) == list(range(500 * count))
+        assert [r.getMessage() for r in caplog.records if r.name.startswith("kafka")] == []
+
     def test_appended_messages_survive_reopening_the_log(self, log, settings):
         log.append(TOPIC, [Message.of("k", {"n": i}) for i in range(25)])
         log.close()
