@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.identity.domain.identifiers import Identifier
-from services.identity.domain.resolution import SHARED, Evidence, crowded_window, new_profile_id, partition
+from services.identity.domain.resolution import SHARED, Evidence, Graph, crowded_window, new_profile_id, partition
 from services.identity.domain.rules import DEFAULT_RULES, build_rules
 
 FAST = settings(max_examples=300, deadline=None, database=None)
@@ -187,3 +187,17 @@ def test_a_shared_identifier_belongs_to_one_profile_and_no_event_links_through_i
         for e in items:
             if shared in e.identifiers and outcome.event_profiles[e.message_id] != holder:
                 assert any(r.message_id == e.message_id and r.dropped == shared for r in outcome.refusals)
+
+
+# --- identifiers already together ------------------------------------------------------------
+
+def test_identifiers_already_in_one_profile_are_never_refused_even_under_a_lowered_limit():
+    """Linking them merges nothing. A profile holding three emails, then a limit of two set by
+    an operator: the next event naming two of them goes to the profile with no refusal (the
+    limit holds back new links, and the old ones stay until an operator unmerges them)."""
+    emails = [Identifier("email", f"e{n}@x.io") for n in range(3)]
+    graph = Graph(build_rules({"types": {"email": {"limit": 2}}}), [[U1, *emails]])
+    anchor, refusals = graph.link(item(1, 0, U1, emails[0], emails[2]))
+    assert (anchor, refusals) == (U1, [])
+    anchor, refusals = graph.link(item(2, 0, emails[1], Identifier("email", "new@x.io")))
+    assert anchor == emails[1] and [r.dropped for r in refusals] == [Identifier("email", "new@x.io")]

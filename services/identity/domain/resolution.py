@@ -93,7 +93,7 @@ class Graph:
         linkable = [i for i in kept if not self._spent(i)] or kept[:1]
         spent = [i for i in kept if i not in linkable]
         refusals = []
-        while len(linkable) > 1 and (conflict := self._conflict(linkable)):
+        while len(linkable) > 1 and not self._together(linkable) and (conflict := self._conflict(linkable)):
             dropped = self._excess(linkable, conflict)
             linkable.remove(dropped)  # then try again
             refusals.append(Refusal(evidence.message_id, dropped, *conflict))
@@ -103,6 +103,13 @@ class Graph:
         for i in linkable[1:]:
             self._union(linkable[0], i)
         return linkable[0], refusals
+
+    def _together(self, identifiers: list[Identifier]) -> bool:
+        """All in one profile already: linking them merges nothing, so there is nothing to
+        refuse (most events of a known person; checking their profile's limits again cost a
+        count, and a sort of its sightings per window, every event)."""
+        group = self.group_of[identifiers[0]]
+        return all(self.group_of[i] is group for i in identifiers)
 
     def _excess(self, linkable: list[Identifier], conflict: Conflict) -> Identifier:
         """The identifier to drop: for a crowded window, the event's latest sighting in it (by
