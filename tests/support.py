@@ -122,10 +122,12 @@ class KafkaPartitionsReader:
     """Kafka records of `names` from offset 0, in no consumer group: assigned every partition."""
 
     def __init__(self, log, settings: Settings, names):
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
+
+        from services.runtime.log.kafka import kafka_consumer
 
         self.prefix = log.prefix
-        self.kafka = KafkaConsumer(bootstrap_servers=log.servers, group_id=None, enable_auto_commit=False)
+        self.kafka = kafka_consumer(log.servers, group_id=None, enable_auto_commit=False)
         partitions = [TopicPartition(log.name(name), p) for name in names for p in range(settings.partitions_for(name))]
         self.kafka.assign(partitions)
         self.kafka.seek_to_beginning(*partitions)

@@ -49,11 +49,12 @@ def _runs(offsets: set[int]) -> list[tuple[int, int]]:
 
 
 def _read_kafka(log, wanted: dict[TopicPartition, set[int]]) -> dict:
-    from kafka import KafkaConsumer
     from kafka.structs import TopicPartition as KafkaTopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=log.servers, enable_auto_commit=False, group_id=None,
-                             request_timeout_ms=max(log.settings.kafka_request_timeout_ms, 30_000) + 5_000)
+    from services.runtime.log.kafka import kafka_consumer
+
+    consumer = kafka_consumer(log.servers, enable_auto_commit=False, group_id=None,
+                              request_timeout_ms=max(log.settings.kafka_request_timeout_ms, 30_000) + 5_000)
     found: dict[tuple[str, int, int], bytes] = {}
     try:
         theirs = {KafkaTopicPartition(log.name(tp.topic), tp.partition): tp for tp in wanted}

@@ -34,11 +34,12 @@ def _read_kafka(log, tp: TopicPartition, start: int, end: int) -> list[Record]:
     """A group-less consumer assigned to the partition: nothing is committed or rebalanced.
     It reads on until a poll comes back empty rather than stopping at `end` (Tansu's end
     offsets undercount multi-record batches)."""
-    from kafka import KafkaConsumer
     from kafka.structs import TopicPartition as KafkaTopicPartition
 
+    from services.runtime.log.kafka import kafka_consumer
+
     theirs = KafkaTopicPartition(log.name(tp.topic), tp.partition)
-    consumer = KafkaConsumer(bootstrap_servers=log.servers, group_id=None, enable_auto_commit=False)
+    consumer = kafka_consumer(log.servers, group_id=None, enable_auto_commit=False)
     try:
         consumer.assign([theirs])
         consumer.seek(theirs, start)

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from sqlalchemy import select
 
 from services.identity.domain.identifiers import Identifier
@@ -24,6 +24,7 @@ from services.profile.handler import stored_traits
 from services.profile.tables import Profile, ProfileConsent, ProfileEvent
 from services.runtime import topics
 from services.runtime.db import make_engine, reading
+from services.runtime.log.kafka import kafka_consumer
 from services.runtime.sealing import KeyStore, kids_of, unseal
 from services.runtime.settings import Settings
 from services.profile.applying import traits_by_profile
@@ -40,8 +41,8 @@ CHAIN = (("identity", topics.EVENTS_RAW), ("profile", topics.EVENTS_RESOLVED),
 def read_topic(settings: Settings, topic: str, timeout_s: float = 120) -> list:
     """Every record of a topic, from the start to each partition's high watermark."""
     name = settings.topic_prefix + topic
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = kafka_consumer(settings.kafka_bootstrap_servers, group_id=None,
+                              enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         partitions = wait_until(lambda: consumer.partitions_for_topic(name), 30, f"partitions of {name}")
         owned = [TopicPartition(name, p) for p in sorted(partitions)]

@@ -21,6 +21,21 @@ from services.runtime.log import LogUnavailable, Message, OnAssign, Record, Topi
 from services.runtime.log.producer import Producer
 
 
+# kafka-python 2.3 refuses a response frame over 1 MB (receive_message_max_bytes) but asks for
+# fetches of up to 50 MB: a consumer more than a megabyte behind on its partitions together
+# dropped the connection on every such fetch and read on only when a smaller one came back
+# (profile 30,000 events behind at 1,600 events/s). kafka-python 3's defaults, set here.
+FETCH_MAX_BYTES = 50 * 1024 * 1024
+RECEIVE_MAX_BYTES = 100 * 1024 * 1024
+
+
+def kafka_consumer(servers, **options) -> KafkaConsumer:
+    """A kafka-python consumer that accepts every fetch response it asks for. Every consumer
+    of Rapport's (groups, and the group-less readers of unmerge and rejections) is made here."""
+    return KafkaConsumer(bootstrap_servers=servers, fetch_max_bytes=FETCH_MAX_BYTES,
+                         receive_message_max_bytes=RECEIVE_MAX_BYTES, **options)
+
+
 class KafkaLog:
     def __init__(self, settings):
         self.settings = settings
@@ -64,7 +79,7 @@ class KafkaLog:
             self.producer().send_all(self.name(topic), messages)
 
     def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        consumer = KafkaConsumer(bootstrap_servers=self.servers)
+        consumer = kafka_consumer(self.servers)
         try:
             ends = consumer.end_offsets([KafkaTopicPartition(self.name(tp.topic), tp.partition)
                                          for tp in partitions])
@@ -91,24 +106,15 @@ class _SeekToStored(ConsumerRebalanceListener):
         self.owner.seek_to_stored(assigned)
 
 
-# kafka-python 2.3 refuses a response frame over 1 MB (receive_message_max_bytes) but asks for
-# fetches of up to 50 MB: a consumer more than a megabyte behind on its partitions together
-# dropped the connection on every such fetch and read on only when a smaller one came back
-# (profile 30,000 events behind at 1,600 events/s). kafka-python 3's defaults, set here.
-FETCH_MAX_BYTES = 50 * 1024 * 1024
-RECEIVE_MAX_BYTES = 100 * 1024 * 1024
-
-
 class KafkaLogConsumer:
     def __init__(self, log: KafkaLog, group: str, topics: Sequence[str], on_assign: OnAssign):
         self.log, self.on_assign = log, on_assign
-        self.kafka = KafkaConsumer(
-            bootstrap_servers=log.servers, group_id=log.prefix + group,
+        self.kafka = kafka_consumer(
+            log.servers, group_id=log.prefix + group,
             enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=log.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=log.settings.kafka_session_timeout_ms // 3,
-            request_timeout_ms=max(log.settings.kafka_request_timeout_ms, 30_000) + 5_000,
-            fetch_max_bytes=FETCH_MAX_BYTES, receive_message_max_bytes=RECEIVE_MAX_BYTES)
+            request_timeout_ms=max(log.settings.kafka_request_timeout_ms, 30_000) + 5_000)
         self.kafka.subscribe([log.name(t) for t in topics], listener=_SeekToStored(self))
 
     def _ours(self, tp: KafkaTopicPartition) -> TopicPartition:
