@@ -79,7 +79,7 @@ class KafkaLog:
             self.producer().send_all(self.name(topic), messages)
 
     def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        consumer = kafka_consumer(self.servers)
+        consumer = kafka_consumer(self.servers, enable_auto_commit=False)
         try:
             ends = consumer.end_offsets([KafkaTopicPartition(self.name(tp.topic), tp.partition)
                                          for tp in partitions])
