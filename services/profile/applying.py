@@ -20,7 +20,7 @@ from services.profile.domain.traits import TraitValue, consent_of, traits_of, wi
 from services.profile.tables import (Profile, ProfileAlias, ProfileConsent, ProfileEvent, ProfileIdentity,
                                      ProfileTrait)
 from services.runtime.clock import parse_time
-from services.runtime.db import each_in, insert_new_rows, upsert
+from services.runtime.db import core_rows, each_in, insert_new_rows, upsert
 from services.runtime.envelope import as_object
 
 TRAIT_COLUMNS = ("value", "at", "message_id", "source")
@@ -48,7 +48,7 @@ PROFILE_COLUMNS = tuple(f.name for f in fields(ProfileState))
 def read_profiles(session: Session, profile_ids: Iterable[str]) -> dict[str, ProfileState]:
     columns = [getattr(Profile, name) for name in PROFILE_COLUMNS]
     return {row[0]: ProfileState(*row) for condition in each_in(session, Profile.profile_id, profile_ids)
-            for row in session.execute(select(*columns).where(condition))}
+            for row in core_rows(session, select(*columns).where(condition))}
 
 
 def write_profiles(session: Session, profiles: Iterable[ProfileState]) -> None:
@@ -63,8 +63,8 @@ def write_profiles(session: Session, profiles: Iterable[ProfileState]) -> None:
 
 def survivors_of(session: Session, profile_ids: set[str]) -> dict[str, str]:
     aliases = {absorbed: survivor for condition in each_in(session, ProfileAlias.absorbed, profile_ids)
-               for absorbed, survivor in session.execute(select(ProfileAlias.absorbed, ProfileAlias.survivor)
-                                                         .where(condition))}
+               for absorbed, survivor in core_rows(session, select(ProfileAlias.absorbed, ProfileAlias.survivor)
+                                                   .where(condition))}
     return {p: aliases.get(p, p) for p in profile_ids}
 
 
@@ -73,7 +73,7 @@ def traits_by_profile(session: Session, profile_ids, model=ProfileTrait) -> dict
     found: dict[str, dict[str, TraitValue]] = defaultdict(dict)
     columns = (model.profile_id, model.name, model.value, model.at, model.message_id, model.source)
     for condition in each_in(session, model.profile_id, profile_ids):  # rows, not ORM objects: thousands
-        for profile_id, name, *value in session.execute(select(*columns).where(condition)):
+        for profile_id, name, *value in core_rows(session, select(*columns).where(condition)):
             found[profile_id][name] = TraitValue(*value)
     return found
 
@@ -150,9 +150,9 @@ def apply_events(session: Session, messages: list[dict], last: bool = False) -> 
 
 def _sort_out(session: Session, latest: dict[str, tuple[dict, dict]]) -> tuple[list, set[str]]:
     """Which messages are new to their profile; a move takes the event from its old holder."""
+    holders = select(ProfileEvent.message_id, ProfileEvent.profile_id, ProfileEvent.version)
     held = {mid: (pid, version) for condition in each_in(session, ProfileEvent.message_id, latest)
-            for mid, pid, version in session.execute(
-                select(ProfileEvent.message_id, ProfileEvent.profile_id, ProfileEvent.version).where(condition))}
+            for mid, pid, version in core_rows(session, holders.where(condition))}
     fresh, moved_from = [], set()
     for mid, (row, message) in latest.items():
         holder, version = held.get(mid, (None, None))

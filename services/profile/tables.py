@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.runtime.db import Base, Json, UtcDateTime
+from services.runtime.db import Base, Json, SortedJson, UtcDateTime
 
 
 class Profile(Base):
@@ -19,7 +19,7 @@ class Profile(Base):
     due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
     # running aggregates of the timeline (domain/summary.py); NULL: fold the timeline again.
     # Deferred: only the projector reads it (by column), not the ORM loads of the views
-    summary: Mapped[dict | None] = mapped_column(Json, nullable=True, deferred=True)
+    summary: Mapped[dict | None] = mapped_column(SortedJson, nullable=True, deferred=True)
 
 
 class LastWriteWins:

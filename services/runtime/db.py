@@ -55,6 +55,30 @@ class Json(TypeDecorator):
         return dialect.type_descriptor(JSON())
 
 
+class SortedJson(Json):
+    """JSONB on PostgreSQL; on SQLite text with every object's keys sorted, so equal values
+    are stored as equal text (SQLite keeps JSON as written, and replay compares rebuilt rows
+    with the live ones as rows) without sorting the value in Python first."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB())
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value, dialect):
+        if dialect.name == "postgresql" or value is None:
+            return value
+        return jsoncodec.dumps_sorted(value).decode()
+
+    def process_result_value(self, value, dialect):
+        if dialect.name == "postgresql" or value is None:
+            return value
+        return jsoncodec.loads(value)
+
+
 class UtcDateTime(TypeDecorator):
     """An aware UTC datetime on every backend (SQLite would hand back naive ones)."""
 

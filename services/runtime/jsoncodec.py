@@ -30,6 +30,14 @@ def dumps_text(value: Any) -> str:
     return dumps(value).decode()
 
 
+def dumps_sorted(value: Any) -> bytes:
+    """`dumps` with every object's keys sorted: equal values, equal bytes."""
+    try:
+        return orjson.dumps(value, default=str, option=_OPTIONS | orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), default=str, sort_keys=True).encode()
+
+
 _DIGITS_AS_ZERO = bytes(48 if 48 <= b <= 57 else b for b in range(256))
 _LONG_RUN = b"0" * 19  # 19 digits or more could be an integer past 64 bits
 

@@ -41,3 +41,10 @@ def test_json_columns_use_the_codec(tmp_path):
         stored = conn.exec_driver_sql("SELECT doc FROM docs").scalar()
         assert conn.execute(select(table.c.doc)).scalar() == {"big": 2**70, "at": "2026-01-05 00:00:00+00:00"}
     assert stored == '{"big":%d,"at":"2026-01-05 00:00:00+00:00"}' % 2**70  # the codec's compact form
+
+
+def test_sorted_dumps_sort_every_objects_keys_on_both_paths():
+    value = {"b": {"z": 1, "a": [{"y": 2, "x": 3}]}, "a": None}
+    assert jsoncodec.dumps_sorted(value) == b'{"a":null,"b":{"a":[{"x":3,"y":2}],"z":1}}'
+    past_64_bits = {"b": 2 ** 70, "a": 1}  # the standard library's path
+    assert jsoncodec.dumps_sorted(past_64_bits) == b'{"a":1,"b":1180591620717411303424}'

@@ -49,7 +49,7 @@ def start(definitions: Sequence[ComputedTrait], crm: CrmSettings) -> dict[str, A
 
 def fold(summary: dict[str, Any], events: Sequence[TimelineEvent], definitions: Sequence[ComputedTrait],
          crm: CrmSettings) -> dict[str, Any]:
-    """`summary` with `events` added (each new to the profile: the caller de-duplicates)."""
+    """`summary` with `events` added, in place (each new to the profile: the caller de-duplicates)."""
     states, windows = summary["traits"], summary["windows"]
     arrived: dict[str, list[list]] = {}
     for event in events:
@@ -65,17 +65,7 @@ def fold(summary: dict[str, Any], events: Sequence[TimelineEvent], definitions: 
     for trait in definitions:
         if trait.name in arrived:
             windows[trait.name] = trait.kept(windows[trait.name] + arrived[trait.name])
-    return canonical(summary)
-
-
-def canonical(value: Any) -> Any:
-    """Objects with their keys sorted, so equal summaries are stored as equal text (SQLite
-    keeps JSON as written; replay compares rebuilt rows with the live ones)."""
-    if isinstance(value, dict):
-        return {k: canonical(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [canonical(v) for v in value]
-    return value
+    return summary  # stored with its keys sorted (SortedJson), so equal summaries are equal text
 
 
 def summarise(events: Sequence[TimelineEvent], definitions: Sequence[ComputedTrait],
