@@ -64,9 +64,7 @@ class SortedJson(Json):
     cache_ok = True
 
     def load_dialect_impl(self, dialect):
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.JSONB())
-        return dialect.type_descriptor(Text())
+        return super().load_dialect_impl(dialect) if dialect.name == "postgresql" else dialect.type_descriptor(Text())
 
     def process_bind_param(self, value, dialect):
         if dialect.name == "postgresql" or value is None:
