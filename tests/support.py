@@ -1,6 +1,7 @@
 """Helpers for tests: waiting on conditions, and the whole pipeline behind real HTTP."""
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -47,6 +48,12 @@ def terminate(popen, timeout_s: float = 30) -> None:
         except subprocess.TimeoutExpired:
             popen.kill()
             popen.wait()
+
+
+def kafka_errors(caplog) -> list[str]:
+    """What kafka-python logged as errors (a failed fetch: the connection closed on a frame
+    it refused), from a test's captured records."""
+    return [r.getMessage() for r in caplog.records if r.name.startswith("kafka") and r.levelno >= logging.ERROR]
 
 
 def wait_until(check: Callable[[], T], timeout_s: float = 30, what: str = "condition") -> T:
