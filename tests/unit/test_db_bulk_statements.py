@@ -5,6 +5,7 @@ parameters afresh every time)."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import (BigInteger, Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table, event, func,
                         insert, select, update)
 from sqlalchemy.orm import Session
@@ -129,6 +130,25 @@ class Textual:
     __table__ = TEXTUAL
 
 
+
+TEXTS = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=64)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keys=st.lists(TEXTS, min_size=1, max_size=12, unique=True), notes=st.lists(st.none() | TEXTS, min_size=12, max_size=12))
+def test_any_text_is_found_and_set_as_itself_through_an_array(engine, keys, notes):
+    """On PostgreSQL strings travel as one array literal (`array_literal`): quotes,
+    backslashes, braces, commas, "NULL", blanks and empty strings must come back as
+    themselves, and None as NULL."""
+    with Session(engine) as session, session.begin():
+        session.execute(TEXTUAL.delete())
+        session.execute(insert(TEXTUAL), [{"key": k} for k in keys])
+        found = {key for condition in each_in(session, TEXTUAL.c.key, keys + ["absent"])
+                 for key in session.scalars(select(TEXTUAL.c.key).where(condition))}
+        update_each(session, TEXTUAL, "key", {k: {"note": note} for k, note in zip(keys, notes)})
+        stored = dict(session.execute(select(TEXTUAL.c.key, TEXTUAL.c.note)).all())
+    assert found == set(keys) and stored == dict(zip(keys, notes))
+
 def textual_rows(keys) -> list[dict]:
     floats = [1.5, 3.0, -0.0, 1e20, 1 / 3, None]
     notes = ["plain", 'a "quoted" \\ note', "é ü 🎉", "", "null", "12", None]
@@ -212,7 +232,8 @@ def test_update_each_probes_the_keys_index_for_a_few_keys_of_a_large_table(engin
         update_each(session, GROUPED, "grp", {f"g{g}": {"n": -g} for g in range(0, 6000, 500)})
         event.remove(engine, "before_cursor_execute", listen)
         [(sql, parameters)] = statements
-        literal = {name: "{" + ",".join(map(str, values)) + "}" for name, values in parameters.items()}
+        literal = {name: values if isinstance(values, str) else "{" + ",".join(map(str, values)) + "}"
+                   for name, values in parameters.items()}  # strings are sent as an array literal already
         plans = [prepared_plan(session.connection(), sql, literal, mode)
                  for mode in ("force_generic_plan", "force_custom_plan")]
         assert session.scalar(select(func.count()).where(GROUPED.c.n < 0)) == 110  # eleven groups of ten; g0 is set to -0
