@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
-from services.runtime.db import Base, writing
-from services.runtime.replay import PROJECTIONS, ReplayAborted, rebuild, rebuild_all, replayable
+from services.runtime.db import Base, make_engine, writing
+from services.runtime.replay import PROJECTIONS, ReplayAborted, Scratch, rebuild, rebuild_all, replayable
 from services.segments.backfill import progress_of
 from services.segments.tables import Segment, SegmentMember, SegmentProfile
 from services.profile.tables import Profile, ProfileTrait
@@ -171,3 +171,19 @@ def test_a_definition_changed_during_the_replay_aborts_its_swap(settings):
         with pytest.raises(ReplayAborted, match="segments changed during the replay"):
             rebuild(runtime, handler)
         assert snapshot(runtime.engine) == before
+
+
+def test_a_copy_on_postgresql_is_built_in_unlogged_tables(postgres_url):
+    """The copy writes no WAL (a crash starts the replay again anyway); the live tables stay logged."""
+    engine = make_engine(postgres_url)
+    scratch = Scratch(engine, "profile")
+    try:
+        with engine.connect() as conn:
+            kinds = dict(conn.execute(text(
+                "SELECT n.nspname = :scratch, string_agg(DISTINCT c.relpersistence::text, '') FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND c.relname = ANY(:names) "
+                "GROUP BY 1"), {"scratch": scratch.schema, "names": [t.name for t in Base.metadata.sorted_tables]}).all())
+        assert kinds == {True: "u", False: "p"}
+    finally:
+        scratch.drop()
+        engine.dispose()
