@@ -147,6 +147,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+UNLIMITED = 10 ** 9  # events/s and burst a write key may send to the benchmarked server
+
+
 def rapport_command() -> list[str]:
     script = Path(sys.executable).parent / "rapport"
     return [str(script)] if script.exists() else [sys.executable, "-m", "services.cli"]
@@ -175,6 +178,8 @@ class RapportUp:
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
         env.update(RAPPORT_DATA_DIR=str(self.data_dir), RAPPORT_LOG_BACKEND="embedded", RAPPORT_DEMO="false",
+                   # capacity is measured, not the per-key limit (20,000 events/s by default)
+                   RAPPORT_INGEST_RATE_PER_KEY=str(UNLIMITED), RAPPORT_INGEST_BURST_PER_KEY=str(UNLIMITED),
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
         env.update(self.extra_env)
         return env
