@@ -103,6 +103,7 @@ class Figures:
     latency_unit: str
     errors: int = 0
     fixed: tuple[float, float] | None = None  # (p50, p99) ms when a tool measured them
+    repeats: int = 0  # requests past the unique bodies: acknowledged duplicates, not appended
 
     @property
     def rate(self) -> float:
@@ -322,6 +323,7 @@ def bench_wrk(name: str, path: str, bodies: list[bytes], per_body: int, server: 
     figures = Figures(name, ok * per_body, result["seconds"], [], "per request",
                       errors=result["non2xx"] + result["errors"])
     figures.fixed = (result["p50"], result["p99"])
+    figures.repeats = max(0, ok - len(bodies))
     return figures
 
 
@@ -531,7 +533,11 @@ def table(rows: list[Figures]) -> str:
     lines = [head, "-" * len(head)]
     for f in rows:
         lines.append(f"{f.name:<66} {f.events:>7} {f.seconds:>8.2f} {f.rate:>9.0f} "
-                     f"{f.percentile(50):>8.2f} {f.percentile(99):>8.2f}  {f.latency_unit}")
+                     f"{f.percentile(50):>8.2f} {f.percentile(99):>8.2f}  {f.latency_unit}"
+                     + (f"  *{f.repeats} repeated requests" if f.repeats else ""))
+    if any(f.repeats for f in rows):
+        lines.append("* more requests than unique bodies: repeats are acknowledged duplicates, cheaper than "
+                     "new events, so that rate overstates; give more --events / --batch-events")
     return "\n".join(lines)
 
 
