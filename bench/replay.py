@@ -181,6 +181,28 @@ def replay_all(runtime) -> tuple[list[replay.Report], dict[str, tuple[float, flo
     return reports, seconds, time.perf_counter() - started
 
 
+def print_reports(reports: list[replay.Report], per_projection: dict[str, tuple[float, float]]) -> None:
+    for report in reports:
+        same = "rebuilt tables equal the live ones" if report.equal else f"differences {report.differences}"
+        rebuild_s, whole_s = per_projection[report.consumer]
+        print(f"      {report.consumer:<9} {report.records:>8} records: copy caught up at {rebuild_s:.2f}s, "
+              f"swapped at {whole_s:.2f}s from the start  {same}"
+              + (f"; {report.superseded} superseded, not applied" if report.superseded else ""))
+
+
+def compare_latest_only(runtime, pairs: int) -> None:
+    """--ab: on the one setup, `pairs` pairs of replays, every record against each profile's
+    last snapshot only for segments (RAPPORT_REPLAY_LATEST_ONLY), alternating which goes first."""
+    settings = runtime.settings
+    for pair in range(pairs):
+        for latest_only in ((False, True) if pair % 2 == 0 else (True, False)):
+            runtime.settings = settings.model_copy(update={"replay_latest_only": latest_only})
+            reports, per_projection, replay_s = replay_all(runtime)
+            print(f"\n(b) replay all, {'latest snapshot only' if latest_only else 'every record'}: {replay_s:.2f}s")
+            print_reports(reports, per_projection)
+    runtime.settings = settings
+
+
 # --- main ----------------------------------------------------------------------
 
 def main() -> int:
@@ -193,6 +215,9 @@ def main() -> int:
                         help="with --backend postgres: a server URL; a fresh database is created on it and dropped after")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds the live pipeline may take")
+    parser.add_argument("--ab", type=int, default=0, metavar="PAIRS",
+                        help="instead of (a) and (b): PAIRS pairs of replays on the one setup, every record "
+                             "against segments from each profile's last snapshot only")
     args = parser.parse_args()
     people = args.people or max(1, args.events // 20)
 
@@ -214,6 +239,9 @@ def main() -> int:
         print(f"live pipeline caught up in {live:.1f}s ({args.events / live:,.0f} events/s); records: "
               + ", ".join(f"{t} {n}" for t, n in records.items()))
 
+        if args.ab:
+            compare_latest_only(runtime, args.ab)
+            return 0
         read, read_s = raw_read(runtime.log)
         reports, per_projection, replay_s = replay_all(runtime)
 
@@ -222,11 +250,7 @@ def main() -> int:
               f"{args.events / read_s:,.0f} events/s ({read / read_s:,.0f} records/s)")
         print(f"(b) replay all (rebuild + swap of every projection): {replay_s:.2f}s, "
               f"{args.events / replay_s:,.0f} events/s")
-        for report in reports:
-            same = "rebuilt tables equal the live ones" if report.equal else f"differences {report.differences}"
-            rebuild_s, whole_s = per_projection[report.consumer]
-            print(f"      {report.consumer:<9} {report.records:>8} records: copy caught up at {rebuild_s:.2f}s, "
-                  f"swapped at {whole_s:.2f}s from the start  {same}")
+        print_reports(reports, per_projection)
         print(f"ratio (b)/(a) events/s: {read_s / replay_s:.4f} (replay runs at {100 * read_s / replay_s:.2f}% "
               f"of the raw read)")
         print(f"EXTRAPOLATED, linearly from {args.events} events (not measured): replay of 1,000,000 events "

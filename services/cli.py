@@ -471,7 +471,9 @@ def replay(projection: Annotated[str, typer.Argument(help="identity, profile, se
             raise typer.Exit(1) from None
     for report in reports:
         differing = {t: d for t, d in report.differences.items() if any(d)}
-        console.print(f"{report.consumer}: {report.records} records replayed, "
+        skipped = f" ({report.superseded} superseded by a later one of their key, not applied)" \
+            if report.superseded else ""
+        console.print(f"{report.consumer}: {report.records} records replayed{skipped}, "
                       f"{'swapped in' if report.swapped else 'not swapped (dry run)'}; "
                       + (f"rows that differed (live, rebuilt): {differing}" if differing
                          else "rebuilt tables equal the live ones"))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -66,6 +66,9 @@ class Projector:
     engine: Engine
     log: Log
     keys: KeyStore | None = None  # opens sealed records; None: records are read as they are
+    # the records the handler needs (None: all); the others only move the position on
+    # (a replay's snapshots superseded later in the log)
+    keep: Callable[[Record], bool] | None = None
     batch_size: int = 500
     poll_timeout_s: float = 0.2
     max_backoff_s: float = 5.0
@@ -209,7 +212,8 @@ class Projector:
         with writing(self.engine) as session:
             offsets = self._lock_offsets(session, {r.tp for r in batch})
             fresh = [r for r in batch if r.offset >= offsets[r.tp].next_offset]
-            readable = self.open(fresh)  # after the locks: an erasure can't slip in between
+            needed = fresh if self.keep is None else [r for r in fresh if self.keep(r)]
+            readable = self.open(needed)  # after the locks: an erasure can't slip in between
             outputs = self.handler.apply(session, readable) if readable else []
             for record in fresh:
                 offsets[record.tp].next_offset = max(offsets[record.tp].next_offset, record.offset + 1)

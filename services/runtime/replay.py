@@ -7,6 +7,8 @@ The live projection keeps serving and consuming while its copy is rebuilt:
   discarded (it is on the log already), and it reads from a fresh consumer group.
 - inputs that are not projections (segment definitions, operator overrides) are copied
   into the scratch tables first, and must be unchanged at the swap.
+- a projection whose tables follow from each key's last record (segments: a profile's last
+  snapshot) is rebuilt from those records only, found by a first pass over the keys.
 - the swap is one transaction: it locks the live consumer's offset rows (the live
   projector pauses), applies the last records so the copy is exactly as far as the live
   projection, counts differing rows, makes the live rows equal to the copy (deleting the
@@ -36,7 +38,7 @@ from sqlalchemy import (ColumnElement, Connection, Engine, MetaData, Table, crea
 from sqlalchemy.engine import make_url
 
 from services.runtime.db import Base, make_engine
-from services.runtime.log import Consumer, Log, Message, TopicPartition
+from services.runtime.log import Consumer, Log, Message, Record, TopicPartition
 from services.runtime.projector import Handler, Positions, Projector
 from services.runtime.tables import ConsumerOffset
 
@@ -55,6 +57,9 @@ class Projection:
     # counters readers compare across the swap (profile versions order snapshots): the swap
     # adds the live maximum, so they keep growing; not compared
     monotonic: dict[str, str] = field(default_factory=dict)
+    # the tables hold what each key's last record says, whatever came before it (snapshots):
+    # the replay applies only that record of each key
+    latest_only: bool = False
 
     def uncompared(self, table: str) -> tuple[str, ...]:
         return self.volatile.get(table, ()) + tuple(c for t, c in self.monotonic.items() if t == table)
@@ -68,9 +73,11 @@ PROJECTIONS = {p.consumer: p for p in (
                            "profile_identities"),
                inputs=("computed_trait_definitions",), monotonic={"profiles": "version"}),
     # membership history is not swapped: its sequence numbers are marketing tools' cursors
+    # a profile's snapshot, memberships and stage follow from its last profiles.changed record
+    # alone (the lifecycle tables, whose transitions would need every snapshot, are not rebuilt)
     Projection("segments", ("segment_profiles", "segment_members"),
                inputs=("segments", "segment_catalog"), volatile={"segment_members": ("entered_at",)},
-               lock=("UPDATE segment_catalog SET version = version",)),
+               lock=("UPDATE segment_catalog SET version = version",), latest_only=True),
 )}
 
 
@@ -84,6 +91,7 @@ class Report:
     records: int
     differences: dict[str, tuple[int, int]]  # table: (rows only live, rows only rebuilt)
     swapped: bool
+    superseded: int = 0  # records not applied: a later record of their key says it all
 
     @property
     def equal(self) -> bool:
@@ -171,14 +179,18 @@ def rebuild(runtime, handler: Handler, *, swap: bool = True, progress: Progress 
     try:
         with scratch.both.begin() as conn:
             _copy(conn, projection.inputs, source=_live, target=scratch.table)
+        target = live_offsets(runtime.engine, handler.name)
+        latest_only = projection.latest_only and runtime.settings.replay_latest_only
+        last = _last_of_each_key(runtime.log, handler.topics, target) if latest_only else None
         replayer = Projector(handler, scratch.engine, DiscardingLog(runtime.log), keys=runtime.keys,
-                             batch_size=runtime.settings.replay_batch_size)
-        consumer = runtime.log.consumer(f"replay.{handler.name}.{uuid.uuid4().hex[:8]}",
-                                        handler.topics, replayer.stored_positions)
+                             batch_size=runtime.settings.replay_batch_size, keep=last.keeps if last else None)
+        consumer = _reader(runtime.log, handler.name, handler.topics, replayer.stored_positions)
         try:
-            _catch_up(replayer, consumer, live_offsets(runtime.engine, handler.name), progress)
+            _catch_up(replayer, consumer, target, progress)
             with scratch.both.begin() as conn:
-                return _swap(conn, scratch, projection, replayer, consumer, swap, progress)
+                report = _swap(conn, scratch, projection, replayer, consumer, swap, progress)
+            report.superseded = last.superseded if last else 0
+            return report
         finally:
             consumer.close()
     finally:
@@ -273,6 +285,47 @@ def _swap(conn: Connection, scratch: Scratch, projection: Projection, replayer: 
             live = _live(name)
             conn.execute(update(live).values({column: live.c[column] + floors[name]}))
     return Report(projection.consumer, sum(target.values()), differences, swap)
+
+
+def _reader(log: Log, name: str, topics: Sequence[str], on_assign) -> Consumer:
+    return log.consumer(f"replay.{name}.{uuid.uuid4().hex[:8]}", topics, on_assign)
+
+
+class LastOfEachKey:
+    """Each key's last offset below the replay's first target, per partition: a record is kept
+    if none of its key comes after it there (records past the target are all kept)."""
+
+    def __init__(self):
+        self.last: dict[TopicPartition, dict[str, int]] = {}
+        self.superseded = 0
+
+    def keeps(self, record: Record) -> bool:
+        last = self.last.get(record.tp, {}).get(record.key) if record.key is not None else None
+        return last is None or last <= record.offset
+
+
+def _last_of_each_key(log: Log, topics: Sequence[str], target: Positions) -> LastOfEachKey:
+    """A first pass over the records below `target`, reading only their keys and offsets."""
+    found, read = LastOfEachKey(), {tp: 0 for tp in target}
+    consumer = _reader(log, "keys", topics, lambda assigned: {tp: 0 for tp in assigned})
+    try:
+        last_read = (0, time.monotonic())
+        while any(read[tp] < end for tp, end in target.items()):
+            for record in consumer.poll(10_000, 0.2):
+                if record.offset < target.get(record.tp, 0):
+                    read[record.tp] = record.offset + 1
+                    if record.key is not None:
+                        keys = found.last.setdefault(record.tp, {})
+                        found.superseded += record.key in keys
+                        keys[record.key] = record.offset
+            done = sum(read.values())
+            if done != last_read[0]:
+                last_read = (done, time.monotonic())
+            elif time.monotonic() - last_read[1] > STALL_S:
+                raise ReplayAborted(f"no progress for {STALL_S:.0f}s reading keys at {done} records")
+    finally:
+        consumer.close()
+    return found
 
 
 def live_offsets(engine: Engine, consumer: str) -> Positions:

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     replay_batch_size: int = Field(5_000, ge=1, le=100_000, description=(
         "records a replay applies at once: larger than live batches, as nobody waits on it and "
         "a profile's computed traits are recomputed once per batch that touches it"))
+    replay_latest_only: bool = Field(True, description=(
+        "rebuild segments from each profile's last snapshot only (records superseded by a later "
+        "one of the same profile are skipped); false applies every record"))
     poll_timeout_ms: int = Field(200, ge=1)
 
     reporting_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")

@@ -130,6 +130,21 @@ def test_replay_applies_the_log_in_its_own_larger_batches(settings):
         assert sum(sizes) == 2 * len(USERS) and max(sizes) > settings.batch_size
 
 
+def test_a_replay_of_segments_applies_only_each_profiles_last_snapshot(settings):
+    """Segments keep what a profile's last snapshot says, so their replay skips every snapshot
+    a later one of the same profile supersedes, and still ends equal to the live tables."""
+    settings = settings.model_copy(update={"batch_size": 1})  # a snapshot an event, live
+    with RunningPipeline(settings) as pipeline:
+        feed(pipeline)
+        handler, applied = replayable(pipeline.runtime)["segments"], []
+        apply = handler.apply
+        handler.apply = lambda session, batch: applied.extend(r.key for r in batch) or apply(session, batch)
+        report = rebuild(pipeline.runtime, handler)
+        assert report.equal, report.differences
+        assert report.superseded >= len(USERS)  # at least the identify's snapshot of each user
+        assert len(applied) == len(set(applied)) == report.records - report.superseded
+
+
 def test_a_member_keeps_the_time_it_entered_across_a_replay(settings):
     """entered_at is when the live projector applied the entry, which a replay can't know:
     a membership the replay finds right stays as it is; one it has to add enters now."""
