@@ -144,6 +144,11 @@ def test_a_replay_of_segments_applies_only_each_profiles_last_snapshot(settings)
         assert report.superseded >= len(USERS)  # at least the identify's snapshot of each user
         assert len(applied) == len(set(applied)) == report.records - report.superseded
 
+        applied.clear()  # RAPPORT_REPLAY_LATEST_ONLY=false: every record, as before
+        pipeline.runtime.settings = settings.model_copy(update={"replay_latest_only": False})
+        every = rebuild(pipeline.runtime, handler)
+        assert every.equal and every.superseded == 0 and len(applied) == every.records
+
 
 def test_a_member_keeps_the_time_it_entered_across_a_replay(settings):
     """entered_at is when the live projector applied the entry, which a replay can't know:
