@@ -317,13 +317,12 @@ def bench_wrk(name: str, path: str, bodies: list[bytes], per_body: int, server: 
     ok = result["requests"] - result["non2xx"]
     if result["non2xx"] or result["errors"]:
         print(f"warning: {result['non2xx']} non-2xx answers, {result['errors']} socket errors", file=sys.stderr)
-    if ok > len(bodies):
-        print(f"warning: {ok} requests but {len(bodies)} bodies: some were duplicates", file=sys.stderr)
     # wrk keeps its own histogram: synthesise the two percentiles it reports
     figures = Figures(name, ok * per_body, result["seconds"], [], "per request",
-                      errors=result["non2xx"] + result["errors"])
+                      errors=result["non2xx"] + result["errors"], repeats=max(0, ok - len(bodies)))
     figures.fixed = (result["p50"], result["p99"])
-    figures.repeats = max(0, ok - len(bodies))
+    if figures.repeats:
+        print(f"warning: {ok} requests but {len(bodies)} bodies: some were duplicates", file=sys.stderr)
     return figures
 
 

@@ -306,10 +306,9 @@ class LastOfEachKey:
 
 def _last_of_each_key(log: Log, topics: Sequence[str], target: Positions) -> LastOfEachKey:
     """A first pass over the records below `target`, reading only their keys and offsets."""
-    found, read = LastOfEachKey(), {tp: 0 for tp in target}
+    found, read, stall = LastOfEachKey(), {tp: 0 for tp in target}, Stall()
     consumer = _reader(log, "keys", topics, lambda assigned: {tp: 0 for tp in assigned})
     try:
-        last_read = (0, time.monotonic())
         while any(read[tp] < end for tp, end in target.items()):
             for record in consumer.poll(10_000, 0.2):
                 if record.offset < target.get(record.tp, 0):
@@ -319,10 +318,7 @@ def _last_of_each_key(log: Log, topics: Sequence[str], target: Positions) -> Las
                         found.superseded += record.key in keys
                         keys[record.key] = record.offset
             done = sum(read.values())
-            if done != last_read[0]:
-                last_read = (done, time.monotonic())
-            elif time.monotonic() - last_read[1] > STALL_S:
-                raise ReplayAborted(f"no progress for {STALL_S:.0f}s reading keys at {done} records")
+            stall.check(done, f"reading keys at {done} records")
     finally:
         consumer.close()
     return found
@@ -346,21 +342,31 @@ def _lock_live(conn: Connection, projection: Projection) -> Positions:
     return {TopicPartition(t, p): o for t, p, o in rows}
 
 
+class Stall:
+    """Aborts a replay whose count of records done has not moved for STALL_S."""
+
+    def __init__(self):
+        self.done, self.since = -1, time.monotonic()
+
+    def check(self, done: int, where: str) -> None:
+        if done != self.done:
+            self.done, self.since = done, time.monotonic()
+        elif time.monotonic() - self.since > STALL_S:
+            raise ReplayAborted(f"no progress for {STALL_S:.0f}s {where}")
+
+
 def _catch_up(replayer: Projector, consumer: Consumer, target: Positions,
               progress: Progress | None) -> None:
     """Apply records until the copy is exactly at `target` (records past it are read again
     later: the consumer is moved back to the target)."""
-    total, last_progress = sum(target.values()), (-1, time.monotonic())
+    total, stall = sum(target.values()), Stall()
     while True:
         applied = sum(min(replayer.applied(tp), end) for tp, end in target.items())
         if progress:
             progress(applied, total)
         if applied >= total:
             return
-        if applied != last_progress[0]:
-            last_progress = (applied, time.monotonic())
-        elif time.monotonic() - last_progress[1] > STALL_S:
-            raise ReplayAborted(f"no progress for {STALL_S:.0f}s at {applied}/{total} records")
+        stall.check(applied, f"at {applied}/{total} records")
         batch = consumer.poll(replayer.batch_size, replayer.poll_timeout_s)
         wanted = [r for r in batch if r.offset < target.get(r.tp, 0)]
         beyond = {r.tp: target.get(r.tp, 0) for r in batch if r.offset >= target.get(r.tp, 0)}
