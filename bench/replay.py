@@ -30,6 +30,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from pydantic import TypeAdapter
 from sqlalchemy import func, select
 
 REPO = Path(__file__).resolve().parent.parent
@@ -190,15 +191,18 @@ def print_reports(reports: list[replay.Report], per_projection: dict[str, tuple[
               + (f"; {report.superseded} superseded, not applied" if report.superseded else ""))
 
 
-def compare_latest_only(runtime, pairs: int) -> None:
-    """--ab: on the one setup, `pairs` pairs of replays, every record against each profile's
-    last snapshot only for segments (RAPPORT_REPLAY_LATEST_ONLY), alternating which goes first."""
+def compare(runtime, pairs: int, vary: str) -> None:
+    """--ab: on the one setup, `pairs` pairs of replays with the setting `vary` ("NAME=A,B") at A
+    and at B, alternating which goes first (RAPPORT_REPLAY_LATEST_ONLY off and on by default)."""
+    name, values = vary.split("=", 1)
+    field = Settings.model_fields[name]  # a KeyError names a setting that doesn't exist
+    first, second = (TypeAdapter(field.annotation).validate_python(v) for v in values.split(","))
     settings = runtime.settings
     for pair in range(pairs):
-        for latest_only in ((False, True) if pair % 2 == 0 else (True, False)):
-            runtime.settings = settings.model_copy(update={"replay_latest_only": latest_only})
+        for value in ((first, second) if pair % 2 == 0 else (second, first)):
+            runtime.settings = settings.model_copy(update={name: value})
             reports, per_projection, replay_s = replay_all(runtime)
-            print(f"\n(b) replay all, {'latest snapshot only' if latest_only else 'every record'}: {replay_s:.2f}s")
+            print(f"\n(b) replay all, {name}={value}: {replay_s:.2f}s")
             print_reports(reports, per_projection)
     runtime.settings = settings
 
@@ -216,8 +220,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds the live pipeline may take")
     parser.add_argument("--ab", type=int, default=0, metavar="PAIRS",
-                        help="instead of (a) and (b): PAIRS pairs of replays on the one setup, every record "
-                             "against segments from each profile's last snapshot only")
+                        help="instead of (a) and (b): PAIRS pairs of replays on the one setup, comparing --vary")
+    parser.add_argument("--vary", default="replay_latest_only=false,true", metavar="SETTING=A,B",
+                        help="with --ab: the setting the pairs compare, and its two values")
     args = parser.parse_args()
     people = args.people or max(1, args.events // 20)
 
@@ -240,7 +245,7 @@ def main() -> int:
               + ", ".join(f"{t} {n}" for t, n in records.items()))
 
         if args.ab:
-            compare_latest_only(runtime, args.ab)
+            compare(runtime, args.ab, args.vary)
             return 0
         read, read_s = raw_read(runtime.log)
         reports, per_projection, replay_s = replay_all(runtime)

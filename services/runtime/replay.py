@@ -367,13 +367,29 @@ def _catch_up(replayer: Projector, consumer: Consumer, target: Positions,
         if applied >= total:
             return
         stall.check(applied, f"at {applied}/{total} records")
-        batch = consumer.poll(replayer.batch_size, replayer.poll_timeout_s)
-        wanted = [r for r in batch if r.offset < target.get(r.tp, 0)]
-        beyond = {r.tp: target.get(r.tp, 0) for r in batch if r.offset >= target.get(r.tp, 0)}
-        if wanted:
+        if wanted := _next_batch(replayer, consumer, target, stall):
             replayer.apply_or_recover(consumer, wanted)
+
+
+def _next_batch(replayer: Projector, consumer: Consumer, target: Positions, stall: Stall) -> list[Record]:
+    """Up to a replay batch of records below `target`, over as many polls as that takes: a
+    Kafka poll answers what its fetches brought, a few thousand records, and a batch's work
+    grows with the profiles it touches more than with its records, so fewer, larger batches
+    touch each profile fewer times. A partition read past `target` is moved back to it (its
+    records there are read again after the swap's lock) and ends the batch."""
+    batch: list[Record] = []
+    reached = {tp for tp, end in target.items() if replayer.applied(tp) >= end}
+    done = sum(min(replayer.applied(tp), end) for tp, end in target.items())
+    while len(batch) < replayer.batch_size and len(reached) < len(target):
+        polled = consumer.poll(replayer.batch_size - len(batch), replayer.poll_timeout_s)
+        beyond = {r.tp: target.get(r.tp, 0) for r in polled if r.offset >= target.get(r.tp, 0)}
+        batch += [r for r in polled if r.offset < target.get(r.tp, 0)]
+        reached |= {r.tp for r in polled if r.offset + 1 >= target.get(r.tp, 0)}
         if beyond:
             consumer.seek(beyond)
+            break
+        stall.check(done + len(batch), f"at {done + len(batch)}/{sum(target.values())} records")
+    return batch
 
 
 def _live(name: str) -> Table:

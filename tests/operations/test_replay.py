@@ -130,6 +130,36 @@ def test_replay_applies_the_log_in_its_own_larger_batches(settings):
         assert sum(sizes) == 2 * len(USERS) and max(sizes) > settings.batch_size
 
 
+class FewAPoll:
+    """The log, but its consumers answer at most `most` records a poll, as a Kafka consumer
+    answers what its last fetches brought (a few thousand records) whatever is asked."""
+
+    def __init__(self, log, most: int):
+        self.log, self.most = log, most
+
+    def consumer(self, *args):
+        consumer = self.log.consumer(*args)
+        poll = consumer.poll
+        consumer.poll = lambda max_records, timeout_s: poll(min(max_records, self.most), timeout_s)
+        return consumer
+
+    def __getattr__(self, name):
+        return getattr(self.log, name)
+
+
+def test_a_replay_batch_is_gathered_over_polls_that_answer_fewer_records(settings):
+    settings = settings.model_copy(update={"replay_batch_size": 5})
+    with RunningPipeline(settings) as pipeline:
+        feed(pipeline)
+        handler, sizes = replayable(pipeline.runtime)["profile"], []
+        apply = handler.apply
+        handler.apply = lambda session, batch: sizes.append(len(batch)) or apply(session, batch)
+        pipeline.runtime.log = FewAPoll(pipeline.runtime.log, most=2)
+        assert rebuild(pipeline.runtime, handler).equal
+        records = 2 * len(USERS)
+        assert sizes == [5] * (records // 5) + [records % 5], sizes
+
+
 def test_a_replay_of_segments_applies_only_each_profiles_last_snapshot(settings):
     """Segments keep what a profile's last snapshot says, so their replay skips every snapshot
     a later one of the same profile supersedes, and still ends equal to the live tables."""
