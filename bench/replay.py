@@ -188,18 +188,20 @@ def print_reports(reports: list[replay.Report], per_projection: dict[str, tuple[
         rebuild_s, whole_s = per_projection[report.consumer]
         print(f"      {report.consumer:<9} {report.records:>8} records: copy caught up at {rebuild_s:.2f}s, "
               f"swapped at {whole_s:.2f}s from the start  {same}"
-              + (f"; {report.superseded} superseded, not applied" if report.superseded else ""))
+              + (f"; {report.superseded} superseded, not applied" if report.superseded else "")
+              + f"; peak memory {report.peak_memory_mb:,.0f} MB")
 
 
 def compare(runtime, pairs: int, vary: str) -> None:
-    """--ab: on the one setup, `pairs` pairs of replays with the setting `vary` ("NAME=A,B") at A
-    and at B, alternating which goes first (RAPPORT_REPLAY_LATEST_ONLY off and on by default)."""
+    """--ab: on the one setup, `pairs` rounds of replays with the setting `vary` ("NAME=A,B[,C...]")
+    at each value, in reverse order every other round (RAPPORT_REPLAY_LATEST_ONLY off and on by
+    default)."""
     name, values = vary.split("=", 1)
     field = Settings.model_fields[name]  # a KeyError names a setting that doesn't exist
-    first, second = (TypeAdapter(field.annotation).validate_python(v) for v in values.split(","))
+    typed = [TypeAdapter(field.annotation).validate_python(v) for v in values.split(",")]
     settings = runtime.settings
     for pair in range(pairs):
-        for value in ((first, second) if pair % 2 == 0 else (second, first)):
+        for value in (typed if pair % 2 == 0 else typed[::-1]):
             runtime.settings = settings.model_copy(update={name: value})
             reports, per_projection, replay_s = replay_all(runtime)
             print(f"\n(b) replay all, {name}={value}: {replay_s:.2f}s")
@@ -220,9 +222,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds the live pipeline may take")
     parser.add_argument("--ab", type=int, default=0, metavar="PAIRS",
-                        help="instead of (a) and (b): PAIRS pairs of replays on the one setup, comparing --vary")
-    parser.add_argument("--vary", default="replay_latest_only=false,true", metavar="SETTING=A,B",
-                        help="with --ab: the setting the pairs compare, and its two values")
+                        help="instead of (a) and (b): PAIRS rounds of replays on the one setup, comparing --vary")
+    parser.add_argument("--vary", default="replay_latest_only=false,true", metavar="SETTING=A,B[,C...]",
+                        help="with --ab: the setting the rounds compare, and its values")
     args = parser.parse_args()
     people = args.people or max(1, args.events // 20)
 

@@ -473,7 +473,8 @@ def replay(projection: Annotated[str, typer.Argument(help="identity, profile, se
         differing = {t: d for t, d in report.differences.items() if any(d)}
         skipped = f" ({report.superseded} superseded by a later one of their key, not applied)" \
             if report.superseded else ""
-        console.print(f"{report.consumer}: {report.records} records replayed{skipped}, "
+        console.print(f"{report.consumer}: {report.records} records replayed{skipped} "
+                      f"(peak memory {report.peak_memory_mb:,.0f} MB), "
                       f"{'swapped in' if report.swapped else 'not swapped (dry run)'}; "
                       + (f"rows that differed (live, rebuilt): {differing}" if differing
                          else "rebuilt tables equal the live ones"))

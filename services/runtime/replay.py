@@ -26,6 +26,8 @@ imported them itself, 1-2 s of CPU a process, as long as a replay of ten thousan
 from __future__ import annotations
 
 import multiprocessing
+import resource
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -92,6 +94,7 @@ class Report:
     differences: dict[str, tuple[int, int]]  # table: (rows only live, rows only rebuilt)
     swapped: bool
     superseded: int = 0  # records not applied: a later record of their key says it all
+    peak_memory_mb: float = 0.0  # the most resident memory of the process that rebuilt it
 
     @property
     def equal(self) -> bool:
@@ -190,6 +193,7 @@ def rebuild(runtime, handler: Handler, *, swap: bool = True, progress: Progress 
             with scratch.both.begin() as conn:
                 report = _swap(conn, scratch, projection, replayer, consumer, swap, progress)
             report.superseded = last.superseded if last else 0
+            report.peak_memory_mb = peak_memory_mb()
             return report
         finally:
             consumer.close()
@@ -322,6 +326,12 @@ def _last_of_each_key(log: Log, topics: Sequence[str], target: Positions) -> Las
     finally:
         consumer.close()
     return found
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory so far: what replay_batch_size trades for speed."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes there, KiB on Linux
 
 
 def live_offsets(engine: Engine, consumer: str) -> Positions:

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     batch_size: int | None = Field(None, ge=1, le=100_000, description=(
         "records a projector applies at once at most (it takes what has come, up to this); "
         "default 2,000 on PostgreSQL, 500 on SQLite, whose one writer ingest shares"))
-    replay_batch_size: int = Field(5_000, ge=1, le=100_000, description=(
+    replay_batch_size: int = Field(5_000, ge=1, le=1_000_000, description=(
         "records a replay applies at once: larger than live batches, as nobody waits on it and "
         "a profile's computed traits are recomputed once per batch that touches it"))
     replay_latest_only: bool = Field(True, description=(

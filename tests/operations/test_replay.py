@@ -2,6 +2,8 @@
 (invariant 5), and swaps them in while the live pipeline keeps running."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import delete, select, text, update
 
@@ -73,6 +75,8 @@ def test_replaying_every_projection_gives_the_live_tables(settings):
             r.consumer: r.records for r in reports}  # every projection's progress reached its end
         assert all(r.equal for r in reports), [r.differences for r in reports]
         assert all(r.records > 0 and r.swapped for r in reports)
+        # the memory of the process that rebuilt each: the services imported hold tens of MB
+        assert all(30 < r.peak_memory_mb < 4096 for r in reports), [r.peak_memory_mb for r in reports]
         assert snapshot(runtime.engine) == before
         after = profile_versions(runtime.engine)  # snapshots published after the swap stay newer
         assert all(after[p] > v for p, v in versions.items())
@@ -93,6 +97,7 @@ def test_the_cli_replays_every_projection_and_says_each_equals_the_live_one(sett
         reports = [line for line in shown.splitlines() if "records replayed" in line]
         assert [line.split(":")[0] for line in reports] == ["identity", "profile", "segments"]
         assert all("swapped in; rebuilt tables equal the live ones" in line for line in reports), shown
+        assert all(re.search(r"\(peak memory [\d,]+ MB\)", line) for line in reports), shown
         assert snapshot(pipeline.runtime.engine) == before
 
 
