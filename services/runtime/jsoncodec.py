@@ -7,6 +7,10 @@ when reading; those fall back. It reads an integer past 64 bits as a float, so a
 with a run of 19 digits or more is read by the standard library. Other objects (datetimes included) are written as their
 str(), as `json.dumps(default=str)` did, so the bytes mean what they meant before; NaN and
 Infinity are written as null, as ingest has always written them into events.raw.
+
+orjson (3.12 on) answers bytes that keep the whole buffer it wrote into, 4 KB or more
+however short the JSON: a replay batch of 100,000 messages held 8 KB each, ten times their
+length. `dumps` answers a right-sized copy (0.2 us).
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 def dumps(value: Any) -> bytes:
     try:
-        return orjson.dumps(value, default=str, option=_OPTIONS)
+        return _right_sized(orjson.dumps(value, default=str, option=_OPTIONS))
     except TypeError:  # orjson.JSONEncodeError is one
         return json.dumps(value, separators=(",", ":"), default=str).encode()
 
@@ -33,9 +37,13 @@ def dumps_text(value: Any) -> str:
 def dumps_sorted(value: Any) -> bytes:
     """`dumps` with every object's keys sorted: equal values, equal bytes."""
     try:
-        return orjson.dumps(value, default=str, option=_OPTIONS | orjson.OPT_SORT_KEYS)
+        return _right_sized(orjson.dumps(value, default=str, option=_OPTIONS | orjson.OPT_SORT_KEYS))
     except TypeError:
         return json.dumps(value, separators=(",", ":"), default=str, sort_keys=True).encode()
+
+
+def _right_sized(encoded: bytes) -> bytes:
+    return b"".join((encoded, b""))  # a new bytes of the exact length (bytes(x) would answer x)
 
 
 _DIGITS_AS_ZERO = bytes(48 if 48 <= b <= 57 else b for b in range(256))
