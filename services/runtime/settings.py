@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     replay_batch_size: int = Field(50_000, ge=1, le=1_000_000, description=(
         "records a replay applies at once: a profile's computed traits are recomputed once per "
         "batch that touches it, so larger batches do less work, for memory (each replay process "
-        "peaked at 0.6-0.8 GB with 50,000, 0.9-1.2 GB with 100,000; README, Replay)"))
+        "peaked at 0.5-0.8 GB with 50,000, 0.7-1.2 GB with 100,000 on 1M events; README, Replay)"))
     replay_latest_only: bool = Field(True, description=(
         "rebuild segments from each profile's last snapshot only (records superseded by a later "
         "one of the same profile are skipped); false applies every record"))
