@@ -211,12 +211,13 @@ class Projector:
         """Apply one batch with its offsets in one transaction; answers the new positions."""
         with writing(self.engine) as session:
             offsets = self._lock_offsets(session, {r.tp for r in batch})
-            fresh = [r for r in batch if r.offset >= offsets[r.tp].next_offset]
+            starts = {tp: row.next_offset for tp, row in offsets.items()}  # plain ints: read per record
+            fresh = [r for r in batch if r.offset >= starts[r.tp]]
             needed = fresh if self.keep is None else [r for r in fresh if self.keep(r)]
             readable = self.open(needed)  # after the locks: an erasure can't slip in between
             outputs = self.handler.apply(session, readable) if readable else []
-            for record in fresh:
-                offsets[record.tp].next_offset = max(offsets[record.tp].next_offset, record.offset + 1)
+            for tp, end in _ends(fresh).items():  # a row's attribute set once, not per record
+                offsets[tp].next_offset = max(offsets[tp].next_offset, end)
             self.publish(outputs)  # durable before the commit: a crash replays, never loses
         metrics.CONSUMER_APPLIED.labels(self.handler.name).inc(len(fresh))
         positions = {tp: row.next_offset for tp, row in offsets.items()}
@@ -260,6 +261,15 @@ class Projector:
 
     def _key(self, tp: TopicPartition) -> dict:
         return {"consumer": self.handler.name, "topic": tp.topic, "partition": tp.partition}
+
+
+def _ends(records: list[Record]) -> Positions:
+    """Each partition's offset after the last of `records` on it."""
+    ends: Positions = {}
+    for record in records:
+        if record.offset >= ends.get(record.tp, 0):
+            ends[record.tp] = record.offset + 1
+    return ends
 
 
 class ProjectorTurns:
