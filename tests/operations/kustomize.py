@@ -86,7 +86,9 @@ def _json_patch(obj: dict, op: dict) -> None:
 
 
 def _set_image(obj: dict, image: dict) -> None:
-    pod = obj.get("spec", {}).get("template", {}).get("spec", {})
+    spec = obj.get("spec", {})
+    spec = spec.get("jobTemplate", {}).get("spec", spec)  # a CronJob's pods are its jobs'
+    pod = spec.get("template", {}).get("spec", {})
     for container in pod.get("containers", []) + pod.get("initContainers", []):
         name, _, tag = container["image"].partition(":")
         if name == image["name"]:

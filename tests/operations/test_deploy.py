@@ -11,6 +11,8 @@ import kubernetes_validate
 import pytest
 
 from services.runtime import metrics
+from services.runtime.replay import PROJECTIONS
+from services.runtime.settings import Settings
 from tests.operations.kustomize import render, render_in_python
 
 K8S = Path(__file__).parents[2] / "deploy" / "k8s"
@@ -77,6 +79,29 @@ def test_consumers_scale_on_lag_up_to_their_partitions(objects):
     kept = {t["spec"]["topicName"] for t in objects if t["kind"] == "KafkaTopic"
             and t["spec"]["config"]["retention.ms"] == -1}
     assert {"rapport.events.raw", "rapport.events.resolved", "rapport.profiles.changed"} <= kept
+
+
+# a replay process's peak per record of its batch, with headroom: 0.76 GB at 50,000 and
+# 1.24 GB at 100,000 records on 1M events (README, Replay: Stops 29 and 30)
+REPLAY_BYTES_PER_RECORD = 16_000
+
+
+def test_the_replay_job_is_run_on_demand_with_the_memory_its_batches_need(objects):
+    [cronjob] = [o for o in objects if o["kind"] == "CronJob"]
+    assert cronjob["metadata"]["name"] == "rapport-replay" and cronjob["spec"]["suspend"] is True
+    [container] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["replay", "all"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    settings = next(o for o in objects if o["kind"] == "ConfigMap")["data"]
+    batch = int(env.get("RAPPORT_REPLAY_BATCH_SIZE") or settings.get("RAPPORT_REPLAY_BATCH_SIZE")
+                or Settings.model_fields["replay_batch_size"].default)
+    limit = _bytes(container["resources"]["limits"]["memory"])
+    assert limit >= len(PROJECTIONS) * batch * REPLAY_BYTES_PER_RECORD, (batch, limit)
+
+
+def _bytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([KMG]i)?", quantity).groups()
+    return int(number) * {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}[unit]
 
 
 @pytest.mark.skipif(not shutil.which("kubectl"), reason="compares the fallback renderer with kubectl")
