@@ -23,23 +23,24 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def dumps(value: Any) -> bytes:
-    try:
-        return _right_sized(orjson.dumps(value, default=str, option=_OPTIONS))
-    except TypeError:  # orjson.JSONEncodeError is one
-        return json.dumps(value, separators=(",", ":"), default=str).encode()
+    return _right_sized(_encoded(value))
 
 
 def dumps_text(value: Any) -> str:
-    """For SQLAlchemy's JSON columns, whose serializer answers text."""
-    return dumps(value).decode()
+    """For SQLAlchemy's JSON columns, whose serializer answers text (decoding copies anyway)."""
+    return _encoded(value).decode()
 
 
 def dumps_sorted(value: Any) -> bytes:
     """`dumps` with every object's keys sorted: equal values, equal bytes."""
+    return _right_sized(_encoded(value, sort=True))
+
+
+def _encoded(value: Any, sort: bool = False) -> bytes:
     try:
-        return _right_sized(orjson.dumps(value, default=str, option=_OPTIONS | orjson.OPT_SORT_KEYS))
-    except TypeError:
-        return json.dumps(value, separators=(",", ":"), default=str, sort_keys=True).encode()
+        return orjson.dumps(value, default=str, option=(_OPTIONS | orjson.OPT_SORT_KEYS) if sort else _OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(value, separators=(",", ":"), default=str, sort_keys=sort).encode()
 
 
 def _right_sized(encoded: bytes) -> bytes:
