@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.identity.domain.identifiers import Identifier
-from services.identity.domain.resolution import Evidence, Graph, groups_of
+from services.identity.domain.resolution import Evidence, Graph, groups_of, new_profile_id
 from services.identity.store import (GraphStore, component_of, event_row, evidence_key, links_of,
                                      resolved_event)
 from services.identity.tables import IdentityComponent, IdentityEvent, IdentityLink, IdentityProfile
@@ -43,6 +43,7 @@ class Component:
     shared: set[Identifier] = field(default_factory=set)
     first_seen: dict[Identifier, str] = field(default_factory=dict)
     graph: Graph | None = None  # built when an event first needs it
+    named_by_rules: bool | None = None  # whether each profile is named as the rules name it
 
     def settles(self, evidence: Evidence, rules, new: set[Identifier] = frozenset()) -> str | None:
         """The profile of `evidence` when linking it last changes nothing here (no owner,
@@ -50,6 +51,9 @@ class Component:
         else None."""
         if evidence_key(evidence) <= self.last_key:
             return None  # late evidence: recomputed on the one-at-a-time path
+        if not new and (profile_id := self._holding_all(evidence, rules)) is not None:
+            self.last_key = evidence_key(evidence)
+            return profile_id
         if self.graph is None:
             self.graph = Graph(rules, groups_of(self.owners), self.shared, self.first_seen)
         anchor, refusals = self.graph.link(evidence)
@@ -59,6 +63,18 @@ class Component:
             return None  # (the graph is spent: the caller leaves this component alone now)
         self.owners, self.first_seen, self.last_key = owners, first_seen, evidence_key(evidence)
         return profile_id
+
+    def _holding_all(self, evidence: Evidence, rules) -> str | None:
+        """The one profile holding every identifier of `evidence`, each seen before: linking
+        them joins nothing, so no limit can be broken, and no first sighting is added (most
+        events of a known person; linking each in the graph cost a sixth of identity's time)."""
+        profile_ids = {self.owners.get(i) for i in evidence.identifiers}
+        if len(profile_ids) != 1 or None in profile_ids or not all(i in self.first_seen for i in evidence.identifiers):
+            return None
+        if self.named_by_rules is None:  # stored under other rules, linking renames: not settled here
+            self.named_by_rules = all(new_profile_id(min(group, key=rules.rank)) == self.owners[next(iter(group))]
+                                      for group in groups_of(self.owners))
+        return profile_ids.pop() if self.named_by_rules else None
 
 
 @dataclass

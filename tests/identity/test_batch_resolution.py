@@ -11,8 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from services.identity.batch import BatchResolver, Writes
+from services.identity.batch import BatchResolver, Component, Writes
+from services.identity.domain.identifiers import Identifier
+from services.identity.domain.resolution import Evidence, new_profile_id
 from services.identity.domain.rules import DEFAULT_RULES, build_rules
+from services.identity.store import evidence_key
 from services.identity.tables import (IdentityComponent, IdentityEvent, IdentityLink, IdentityMerge,
                                       IdentityProfile, IdentityRefusal, IdentitySplit)
 from services.runtime.db import reading, writing
@@ -157,3 +160,25 @@ def test_rows_a_concurrent_worker_made_first_replay_the_batch(tmp_path):
             assert session.scalars(select(IdentityComponent.component)).all() == ["c-1"]
     finally:
         world.close()
+
+
+def _known_person(profile_id: str | None = None) -> tuple[Component, Evidence]:
+    """A component holding one person's user id and anonymous id, and a later event of theirs."""
+    user, anon = Identifier("user_id", "user-0"), Identifier("anonymous_id", "anon-0")
+    profile_id = profile_id or new_profile_id(user)
+    component = Component("2026-01-01T10:00:00.000000 a", {user: profile_id, anon: profile_id}, set(),
+                          {user: "2026-01-01T10:00:00.000000", anon: "2026-01-01T10:00:00.000000"})
+    return component, Evidence("b", "2026-01-01T11:00:00.000000", (user, anon))
+
+
+def test_a_known_persons_event_is_settled_without_linking_it_in_a_graph():
+    component, evidence = _known_person()
+    assert component.settles(evidence, DEFAULT_RULES) == new_profile_id(evidence.identifiers[0])
+    assert component.graph is None and component.last_key == evidence_key(evidence)
+
+
+def test_a_profile_stored_under_another_name_than_the_rules_give_is_not_settled():
+    """Named under other rules (an admin changed the priorities): linking renames it, which
+    only the one-at-a-time path records."""
+    component, evidence = _known_person(profile_id=new_profile_id(Identifier("anonymous_id", "anon-0")))
+    assert component.settles(evidence, DEFAULT_RULES) is None
