@@ -71,7 +71,7 @@ class Component:
         profile_ids = {self.owners.get(i) for i in evidence.identifiers}
         if len(profile_ids) != 1 or None in profile_ids or not all(i in self.first_seen for i in evidence.identifiers):
             return None
-        if self.named_by_rules is None:  # stored under other rules, linking renames: not settled here
+        if self.named_by_rules is None:  # stored under other rules: the graph would differ, not settled here
             self.named_by_rules = all(new_profile_id(min(group, key=rules.rank)) == self.owners[next(iter(group))]
                                       for group in groups_of(self.owners))
         return profile_ids.pop() if self.named_by_rules else None
