@@ -53,12 +53,33 @@ _LONG_RUN = b"0" * 19  # 19 digits or more could be an integer past 64 bits
 
 def loads(data: bytes | str) -> Any:
     """orjson reads an integer past 64 bits as the nearest float (3.13): such a document, rare,
-    goes to the standard library, which keeps it exact. (Digits mapped to one and a find: a
-    regular expression cost five times orjson's parse.)"""
+    goes to the standard library, which keeps it exact."""
     raw = data.encode() if isinstance(data, str) else bytes(data)
-    if _LONG_RUN in raw.translate(_DIGITS_AS_ZERO):
+    if _may_hold_a_long_integer(raw):
         return json.loads(data)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return json.loads(data)
+
+
+_INSIDE_TEXT = frozenset(b'"/.')  # a run after these is text (a profile's exact sums, "n/d") or a fraction's digits
+
+
+def _may_hold_a_long_integer(raw: bytes) -> bool:
+    """Whether a run of 19 digits or more in `raw` may be an integer: one not just after a
+    quote, a slash or a point (a minus before it looked through). Digits mapped to one and a
+    find: a regular expression cost five times orjson's parse. A profile's summary holds exact
+    sums as fraction text ("5627348440294277/281474976710656"), which alone had sent every
+    summary to the standard library's parser, a tenth of the profile projector's time."""
+    digits = raw.translate(_DIGITS_AS_ZERO)
+    at = digits.find(_LONG_RUN)
+    while at != -1:
+        start = at
+        while start and digits[start - 1] == 48:  # back to the run's first digit
+            start -= 1
+        before = start - 2 if start >= 2 and raw[start - 1] == 45 else start - 1  # 45: "-"
+        if before < 0 or raw[before] not in _INSIDE_TEXT:
+            return True
+        at = digits.find(_LONG_RUN, at + len(_LONG_RUN))
+    return False

@@ -29,6 +29,30 @@ def test_what_orjson_refuses_falls_back_to_the_standard_library():
     assert jsoncodec.loads(b'{"x": NaN}')["x"] != jsoncodec.loads(b'{"x": NaN}')["x"]  # NaN read
 
 
+long_digits = st.integers(10**18, 10**40).map(str)
+# long runs of digits as integers, fractions' digits, exact sums' text ("n/d"), and in plain text
+digit_runs = (st.integers(-10**40, 10**40) | st.builds(lambda d: float("0." + d), long_digits)
+              | st.builds(lambda n, d, sign: f"{sign}{n}/{d}", long_digits, long_digits, st.sampled_from(["", "-"]))
+              | st.builds(lambda a, d, b: a + d + b, st.text(max_size=3), long_digits, st.text(max_size=3)))
+
+
+@given(st.recursive(scalars | digit_runs, lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=10))
+def test_long_runs_of_digits_read_back_exactly_wherever_they_are(value):
+    assert jsoncodec.loads(jsoncodec.dumps(value)) == json.loads(json.dumps(value))
+
+
+def test_exact_sums_as_text_are_read_by_orjson_and_long_integers_by_the_standard_library():
+    """A profile's summary holds exact sums as fraction text: orjson reads it (the standard
+    library parses several times slower); a number of 19 digits or more goes to the library."""
+    summary = {"revenue": "-5627348440294277123456/281474976710656", "orders": 3, "avg": 0.1234567890123456789012}
+    assert not jsoncodec._may_hold_a_long_integer(jsoncodec.dumps(summary))
+    for number in (12345678901234567890123, -12345678901234567890123):
+        assert jsoncodec._may_hold_a_long_integer(jsoncodec.dumps({"total": number}))
+        assert jsoncodec._may_hold_a_long_integer(jsoncodec.dumps([number]))
+    assert jsoncodec._may_hold_a_long_integer(b"12345678901234567890123")
+
+
 def test_objects_are_written_as_their_text_as_before():
     at = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
     assert jsoncodec.dumps({"at": at}) == json.dumps({"at": at}, separators=(",", ":"), default=str).encode()
