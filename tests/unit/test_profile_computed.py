@@ -99,3 +99,33 @@ def test_values_do_not_depend_on_the_order_events_arrived_in(timeline, random):
     random.shuffle(shuffled)
     at = T0 + timedelta(days=45)
     assert compute_all(TRAITS, timeline, at) == compute_all(TRAITS, shuffled, at)
+
+
+FUNCTIONS = ["count", "sum", "avg", "min", "max", "first", "last", "unique", "most_frequent"]
+stated = (st.integers(-10**30, 10**30) | st.floats(allow_nan=True, allow_infinity=True) | st.booleans()
+          | st.none() | st.text(max_size=3))
+window_entries = st.lists(st.tuples(st.integers(0, 10**12), stated), max_size=30).map(
+    lambda pairs: sorted([[at, f"m{i}", value] for i, (at, value) in enumerate(pairs)]))
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(FUNCTIONS), window_entries)
+def test_a_window_folded_at_once_is_what_adding_its_entries_one_by_one_makes(function, entries):
+    """value_at folds a window's entries at once (a count is their number, a sum one exact
+    sum); the fold must equal `add` applied to each in turn, -0.0, huge integers and
+    non-numbers included."""
+    trait = ComputedTrait(name="t", function=function, event="e", property=None if function == "count" else "p")
+    one_by_one = trait.start()
+    for entry in entries:
+        one_by_one = trait.add(one_by_one, entry)
+    folded = trait.folded(entries)
+    assert repr(folded) == repr(one_by_one)  # repr: 0.0 and -0.0 differ
+    assert repr(trait.value(folded)) == repr(trait.value(one_by_one))
+
+
+@given(window_entries, st.integers(0, 10**12))
+def test_a_window_is_the_slice_of_sorted_entries_inside_it(entries, now_us):
+    trait = ComputedTrait(name="t", function="count", event="e", window="1d")
+    now = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=now_us)
+    inside = [e for e in entries if now_us - 86_400_000_000 < e[0] <= now_us]
+    assert trait.value_at(entries, now)[0] == len(inside)

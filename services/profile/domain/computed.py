@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from services.profile.domain.folds import (MICROSECOND, add_exact, count_in, earliest, exact_value, is_number, key_of,
-                                           latest, micros, moment, most_frequent)
+from services.profile.domain.folds import (MICROSECOND, add_exact, count_in, earliest, exact_sum, exact_value, is_number,
+                                           key_of, latest, micros, moment, most_frequent)
 from services.profile.domain.timeline import TimelineEvent
 
 Function = Literal["count", "sum", "avg", "min", "max", "first", "last", "unique", "most_frequent"]
@@ -83,13 +84,26 @@ class ComputedTrait(BaseModel):
         """The value at `now` of sorted `entries`, and when it next changes with no new event
         (a windowed trait's oldest counted entry leaves its window)."""
         span = self.span()
-        if span:
+        if span:  # sorted by time: the window is a slice (a profile keeps a window's worth and more)
             since, until = micros(now - span), micros(now)
-            entries = [e for e in entries if since < e[0] <= until]
+            entries = entries[bisect_right(entries, since, key=_time_of):bisect_right(entries, until, key=_time_of)]
+        return self.value(self.folded(entries)), (moment(entries[0][0]) + span if span and entries else None)
+
+    def folded(self, entries: list[list]) -> Any:
+        """The state `add` makes of `entries` one by one, made at once where the function
+        allows (a window's entries are folded again each time its profile changes)."""
+        function = self.function
+        if function == "count":
+            return len(entries)
+        numbers = [e[2] for e in entries if is_number(e[2])] if function in NUMERIC else None
+        if function in ("sum", "avg"):
+            return [str(exact_sum(numbers)), len(numbers)]
+        if function in ("min", "max"):
+            return (min if function == "min" else max)(map(float, numbers), default=None)
         state = self.start()
         for entry in entries:
             state = self.add(state, entry)
-        return self.value(state), (moment(entries[0][0]) + span if span and entries else None)
+        return state
 
     def kept(self, entries: list[list]) -> list[list]:
         """Of a windowed trait's entries, sorted, those within one window of the latest: every
@@ -140,6 +154,13 @@ class ComputedTrait(BaseModel):
         if function == "sum":
             return round(exact_value(total), 6) if numbers else 0
         return round(exact_value(total, numbers), 6) if numbers else None
+
+
+NUMERIC = ("sum", "avg", "min", "max")  # the functions of the events' numbers alone
+
+
+def _time_of(entry: list) -> int:
+    return entry[0]
 
 
 def by_time(entry: list) -> tuple[int, str]:

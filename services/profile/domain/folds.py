@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from typing import Any
@@ -35,6 +36,14 @@ def is_number(value: Any) -> bool:
 def add_exact(total: str, value: float) -> str:
     """`total` (a fraction as text) plus `value`, exactly: float sums depend on their order."""
     return str(Fraction(total) + Fraction(value))
+
+
+def exact_sum(numbers: Sequence[float | int]) -> Fraction:
+    """The exact sum of finite numbers, as `add_exact` one by one makes it: each is a
+    fraction over a power of two, so all are summed as integers over the largest."""
+    ratios = [number.as_integer_ratio() for number in numbers]
+    denominator = max((d for _, d in ratios), default=1)
+    return Fraction(sum(n * (denominator // d) for n, d in ratios), denominator)
 
 
 def exact_value(total: str, divide_by: int = 1) -> float:
