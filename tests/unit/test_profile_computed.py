@@ -1,11 +1,13 @@
 """Computed traits: aggregation, windows that decay on time, merge and unmerge arithmetic."""
 from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from services.profile.domain import folds
 from services.profile.domain.computed import ComputedTrait, compute_all, parse_window
 from services.profile.domain.timeline import TimelineEvent
 
@@ -129,3 +131,19 @@ def test_a_window_is_the_slice_of_sorted_entries_inside_it(entries, now_us):
     now = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=now_us)
     inside = [e for e in entries if now_us - 86_400_000_000 < e[0] <= now_us]
     assert trait.value_at(entries, now)[0] == len(inside)
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-10**30, 10**30)
+
+
+@given(st.lists(finite, max_size=12), finite, st.integers(1, 10**6))
+def test_exact_totals_are_the_fractions_arithmetic(values, value, divide_by):
+    """add_exact and exact_value parse their text without Fraction's parser: the same
+    totals and the same correctly rounded floats as Fraction's arithmetic."""
+    total, reference = "0", Fraction(0)
+    for v in values:
+        total, reference = folds.add_exact(total, v), reference + Fraction(v)
+        assert total == str(reference)
+    assert folds.add_exact(total, value) == str(reference + Fraction(value))
+    assert repr(folds.exact_value(total, divide_by)) == repr(float(reference / divide_by))
+    assert folds.exact_value("1.5") == 1.5  # another form Fraction reads
