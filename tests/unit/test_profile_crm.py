@@ -1,6 +1,9 @@
 """The built-in CRM metrics, from a timeline."""
 from datetime import datetime, timedelta, timezone
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from services.profile.domain.crm import (CrmSettings, crm_metrics, nps_category, quintile_cuts,
                                          rfm_score)
 from services.profile.domain.timeline import TimelineEvent
@@ -73,3 +76,22 @@ def test_rfm_scores_place_a_customer_in_population_quintiles():
     assert rfm_score(5, 95, 50, cuts) == {"recency": 5, "frequency": 5, "monetary": 3}
     assert rfm_score(95, 5, 100, cuts) == {"recency": 1, "frequency": 1, "monetary": 5}
     assert rfm_score(None, 0, 0, cuts) is None
+
+
+@given(st.lists(st.integers(0, 3 * 10**13), min_size=1, max_size=8), st.integers(-10**12, 10**14))
+def test_order_days_count_whole_days_as_datetimes_do(order_offsets_us, now_offset_us):
+    """Order times stay integers (microseconds) in the metrics: their days must be the
+    whole days datetime arithmetic gives, late and early clocks included."""
+    orders = sorted(T0 + timedelta(microseconds=o) for o in order_offsets_us)
+    now = orders[-1] + timedelta(microseconds=now_offset_us)
+    timeline = [event(i, (at - T0) / timedelta(days=1), "Order Completed", revenue=10) for i, at in enumerate(orders)]
+    timeline = [TimelineEvent(e.message_id, e.type, e.name, at, e.properties, None, None)
+                for e, at in zip(timeline, orders)]  # the exact times, not days as floats
+    m = crm_metrics(timeline, now, CRM)
+    assert m["last_order_at"] == orders[-1] and m["days_since_last_order"] == (now - orders[-1]).days
+    gaps = [(b - a).days for a, b in zip(orders, orders[1:])]
+    usual_gap = max(sum(gaps) / len(gaps), 14.0) if gaps else 60.0
+    assert m["churn_risk_inputs"]["overdue"] == round(min(max((now - orders[-1]).days / usual_gap - 1, 0) / 2, 0.6), 3)
+    tenure_years = max((now - orders[0]).days / 365.25, 1 / 12)
+    future = m["average_order_value"] * (len(orders) / tenure_years) * 2 * (1 - m["churn_risk"])
+    assert m["clv_predicted"] == round(m["clv_historic"] + future, 2)
