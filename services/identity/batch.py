@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.identity.domain.identifiers import Identifier
-from services.identity.domain.resolution import Evidence, Graph, groups_of, new_profile_id
+from services.identity.domain.resolution import Evidence, Graph, groups_of, profile_named
 from services.identity.store import (GraphStore, component_of, event_row, evidence_key, links_of,
                                      resolved_event)
 from services.identity.tables import IdentityComponent, IdentityEvent, IdentityLink, IdentityProfile
@@ -72,7 +72,7 @@ class Component:
         if len(profile_ids) != 1 or None in profile_ids or not all(i in self.first_seen for i in evidence.identifiers):
             return None
         if self.named_by_rules is None:  # stored under other rules: the graph would differ, not settled here
-            self.named_by_rules = all(new_profile_id(min(group, key=rules.rank)) == self.owners[next(iter(group))]
+            self.named_by_rules = all(profile_named(group, rules) == self.owners[next(iter(group))]
                                       for group in groups_of(self.owners))
         return profile_ids.pop() if self.named_by_rules else None
 

@@ -161,18 +161,22 @@ class Graph:
         self.group_of.update({i: big for i in small})
 
     def profile_of(self, identifier: Identifier) -> str:
-        """A profile is named after its strongest identifier."""
-        return new_profile_id(min(self.group_of[identifier], key=self.rules.rank))
+        return profile_named(self.group_of[identifier], self.rules)
 
     def owners(self) -> dict[Identifier, str]:
         named: dict[int, str] = {}
         for group in self.group_of.values():  # an entry per identifier: name each group once
             if id(group) not in named:
-                named[id(group)] = new_profile_id(min(group, key=self.rules.rank))
+                named[id(group)] = profile_named(group, self.rules)
         return {i: named[id(g)] for i, g in self.group_of.items()}
 
     def newly_shared(self, refusals: Iterable[Refusal]) -> set[Identifier]:
         return {r.dropped for r in refusals if r.shares and r.dropped not in self.shared}
+
+
+def profile_named(group: Iterable[Identifier], rules: Rules) -> str:
+    """A profile is named after its strongest identifier."""
+    return new_profile_id(min(group, key=rules.rank))
 
 
 def crowded_window(sightings: Iterable[tuple[str, str]], limit: int, hours: int) -> tuple[str, ...]:
